@@ -60,6 +60,7 @@ setup(
     entry_points={
         "console_scripts": [
             "mberil = mberil_ros.cli:main",
+            "recorder_node = mberil_ros.nodes.recorder_node:main",
         ],
     },
 )

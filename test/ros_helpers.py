@@ -1,0 +1,56 @@
+"""Helpers for tests that run real rclpy nodes in separate processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def require_rclpy() -> None:
+    pytest.importorskip("rclpy", reason="rclpy not installed (the `ros` extra)")
+
+
+def start_node(module: str, params: dict[str, object], log: Path) -> subprocess.Popen:
+    """Start ``python -m module --ros-args -p k:=v ...`` with this test run's DDS settings."""
+    args = [sys.executable, "-m", module, "--ros-args"]
+    for key, value in params.items():
+        if isinstance(value, bool):
+            value = str(value).lower()
+        elif isinstance(value, list | tuple):
+            value = "[" + ",".join(f"'{v}'" if isinstance(v, str) else str(v) for v in value) + "]"
+        args += ["-p", f"{key}:={value}"]
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return subprocess.Popen(args, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env,
+                            cwd=REPO)
+
+
+def stop_node(proc: subprocess.Popen, timeout: float = 20.0) -> int:
+    """SIGINT (Ctrl-C) and wait; kill if it hangs."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
+
+
+def spin_until(node, condition: Callable[[], bool], timeout: float = 30.0) -> bool:
+    import rclpy
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        rclpy.spin_once(node, timeout_sec=0.05)
+    return condition()
