@@ -35,9 +35,10 @@ def test_records_raw_messages_and_closes_on_ctrl_c(tmp_path, storage):
         episode = node.create_publisher(String, "/task/episode", latched)
         episode.publish(String(data='{"event": "start", "episode": 0}'))
         # Wait until the recorder has subscribed to both topics.
-        assert spin_until(
-            node, lambda: joints.get_subscription_count() > 0 and episode.get_subscription_count() > 0
-        ), (tmp_path / "recorder.log").read_text()
+        def subscribed() -> bool:
+            return joints.get_subscription_count() > 0 and episode.get_subscription_count() > 0
+
+        assert spin_until(node, subscribed), (tmp_path / "recorder.log").read_text()
         time.sleep(0.5)
         sent = []
         for i in range(20):
@@ -66,7 +67,7 @@ def test_records_raw_messages_and_closes_on_ctrl_c(tmp_path, storage):
             for c, _, raw in reader.messages(connections=[connections["/task/episode"]])
         ]
     assert len(got) == len(sent)
-    for received, published in zip(got, sent):
+    for received, published in zip(got, sent, strict=True):
         assert received == pytest.approx(published)
     assert markers == ['{"event": "start", "episode": 0}']  # latched message not missed
 

@@ -73,7 +73,8 @@ def test_joint_matches_reference_table(robot: RobotDescription, name: str) -> No
     np.testing.assert_allclose(j.xyz, xyz, atol=1e-9)
     np.testing.assert_allclose(j.rpy, rpy, atol=1e-9)
     assert j.axis == AXES[axis]
-    assert (j.lower, j.upper, j.effort, j.velocity) == pytest.approx((lower, upper, effort, velocity))
+    limits = (j.lower, j.upper, j.effort, j.velocity)
+    assert limits == pytest.approx((lower, upper, effort, velocity))
 
 
 def test_every_link_has_inertial_and_geometry() -> None:
@@ -175,7 +176,9 @@ def test_controller_yaml_claims_arm_joints() -> None:
     assert manager["forward_position_controller"]["type"] == (
         "forward_command_controller/ForwardCommandController"
     )
-    assert manager["joint_state_broadcaster"]["type"] == "joint_state_broadcaster/JointStateBroadcaster"
+    assert manager["joint_state_broadcaster"]["type"] == (
+        "joint_state_broadcaster/JointStateBroadcaster"
+    )
     arm = [f"{s}ARM_JOINT{i}" for s in "RL" for i in range(6)]
     assert cfg["forward_position_controller"]["ros__parameters"]["joints"] == arm
     assert cfg["forward_position_controller"]["ros__parameters"]["interface_name"] == "position"

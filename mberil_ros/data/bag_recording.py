@@ -21,7 +21,9 @@ STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
 class BagRecording:
     """An open rosbag2 being written; close() makes it readable (metadata.yaml, index)."""
 
-    def __init__(self, path: str | Path, storage: str = "mcap", distro: str = "ROS2_KILTED") -> None:
+    def __init__(
+        self, path: str | Path, storage: str = "mcap", distro: str = "ROS2_KILTED"
+    ) -> None:
         if storage not in STORAGES:
             raise UserError(f"storage must be one of {sorted(STORAGES)}, got {storage!r}")
         self.path = Path(path)
