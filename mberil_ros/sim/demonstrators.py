@@ -81,7 +81,7 @@ class IKDemonstrator:
         q_all = obs[lay.qpos]
         q = {s: q_all[6 * i: 6 * i + 6] for i, s in enumerate(lay.hands)}
         self.kin.set_configuration(
-            {n: v for s in lay.hands for n, v in zip(ARM_JOINTS[s], q[s])})
+            {n: v for s in lay.hands for n, v in zip(ARM_JOINTS[s], q[s], strict=True)})
         goals = obs[lay.goal].reshape(-1, 3)
         if self._via_pending:
             self._via_pending = False

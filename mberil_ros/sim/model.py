@@ -76,7 +76,9 @@ def expand_urdf(path: str | Path | None = None) -> str:
         else:
             text = path.read_text()
     except Exception as exc:  # noqa: BLE001 - xacro raises many types; report them in one line
-        raise UserError(f"cannot expand {path}: {str(exc).splitlines()[0] if str(exc) else exc}")
+        raise UserError(
+            f"cannot expand {path}: {str(exc).splitlines()[0] if str(exc) else exc}"
+        ) from None
     text = re.sub(r"<ros2_control\b.*?</ros2_control>", "", text, flags=re.S)
     text = re.sub(r"<gazebo\b.*?</gazebo>", "", text, flags=re.S)
     # fusestatic=false keeps every URDF link as its own body (the hand sites need them).
@@ -94,7 +96,9 @@ def _build_spec(urdf_text: str, source: str) -> mujoco.MjSpec:
     try:
         spec = mujoco.MjSpec.from_string(urdf_text)
     except Exception as exc:  # noqa: BLE001
-        raise UserError(f"cannot load URDF {source} into MuJoCo: {str(exc).splitlines()[0]}")
+        raise UserError(
+            f"cannot load URDF {source} into MuJoCo: {str(exc).splitlines()[0]}"
+        ) from None
     spec.option.timestep = PHYSICS_DT
     spec.option.integrator = mujoco.mjtIntegrator.mjINT_IMPLICITFAST
     world = spec.worldbody

@@ -36,11 +36,13 @@ class Box:
 
     def contains(self, x) -> bool:
         x = np.asarray(x, dtype=float)
-        return bool(np.all(x >= np.asarray(self.lo) - 1e-12) and np.all(x <= np.asarray(self.hi) + 1e-12))
+        lo, hi = np.asarray(self.lo) - 1e-12, np.asarray(self.hi) + 1e-12
+        return bool(np.all(x >= lo) and np.all(x <= hi))
 
     def disjoint(self, other: Box) -> bool:
         """True when some axis' intervals do not overlap (then no point lies in both)."""
-        return any(h1 < l2 or h2 < l1 for l1, h1, l2, h2 in zip(self.lo, self.hi, other.lo, other.hi))
+        axes = zip(self.lo, self.hi, other.lo, other.hi, strict=True)
+        return any(h1 < l2 or h2 < l1 for l1, h1, l2, h2 in axes)
 
     def clip(self, x) -> np.ndarray:
         return np.clip(np.asarray(x, dtype=float), self.lo, self.hi)
@@ -60,7 +62,8 @@ class Suite:
 TARGET = Box((0.30, -0.40, 0.00), (0.48, -0.10, 0.14))
 _INIT_TRAIN = Box((-0.12,) * 6, (0.12,) * 6)
 # Outward yaw (J0) and forward raise (J1) beyond train's +-0.12 rad.
-_INIT_HELDOUT = Box((-0.32, -0.32, -0.12, -0.12, -0.12, -0.12), (-0.18, -0.18, 0.12, 0.12, 0.12, 0.12))
+_INIT_HELDOUT = Box((-0.32, -0.32, -0.12, -0.12, -0.12, -0.12),
+                    (-0.18, -0.18, 0.12, 0.12, 0.12, 0.12))
 # x, y, z_center, half_size. Boxes stand on the table (their centre z fixes their height).
 _OBST_TRAIN = Box((0.24, -0.46, -0.05, 0.020), (0.50, -0.04, 0.03, 0.035))
 # (z_center >= -0.05 keeps every sphere, radius <= 0.05, clear of the table top at -0.10.)
@@ -122,7 +125,7 @@ def sample_episode(
             names = RARM_JOINTS if side == "right" else LARM_JOINTS
             if side == "left":
                 off = off * _MIRROR_JOINT_SIGN
-            for name, o in zip(names, off):
+            for name, o in zip(names, off, strict=True):
                 joints[name] = INIT_RTM[name] + float(o)
         if start_clearance(joints, None) > 0.005:
             break
@@ -151,7 +154,8 @@ def sample_episode(
             params = suite.obstacle.clip(params)
         kind = "sphere" if rng.random() < 0.35 else "box"
         ob = obstacle_from_params(params, kind, side)
-        if any(point_obstacle_distance(np.asarray(t), ob) < TARGET_CLEARANCE for t in targets.values()):
+        if any(point_obstacle_distance(np.asarray(t), ob) < TARGET_CLEARANCE
+               for t in targets.values()):
             continue
         if any(np.linalg.norm(np.subtract(ob.position[:2], o.position[:2])) < ob.radius + o.radius
                for o in obstacles):

@@ -28,8 +28,8 @@ from mberil_ros.sim.model import (
     urdf_velocity_limits,
 )
 from mberil_ros.sim.scene import Episode, Obstacle
-from mberil_ros.sim.suites import SUITES, sample_episode
 from mberil_ros.sim.spaces import ALL_JOINTS, MAX_OBSTACLES
+from mberil_ros.sim.suites import SUITES, sample_episode
 
 
 def configure_obstacles(model: mujoco.MjModel, data: mujoco.MjData,
@@ -276,18 +276,18 @@ class ReachingTask:
         return {s: float(np.linalg.norm(hands[s] - g)) for s, g in self.goals.items()}
 
     def joint_positions(self) -> dict[str, float]:
-        return {n: float(self.data.qpos[a]) for n, a in zip(ALL_JOINTS, self._qadr)}
+        return {n: float(self.data.qpos[a]) for n, a in zip(ALL_JOINTS, self._qadr, strict=True)}
 
     def joint_velocities(self) -> dict[str, float]:
-        return {n: float(self.data.qvel[a]) for n, a in zip(ALL_JOINTS, self._dadr)}
+        return {n: float(self.data.qvel[a]) for n, a in zip(ALL_JOINTS, self._dadr, strict=True)}
 
     def joint_targets(self) -> dict[str, float]:
-        return {n: float(v) for n, v in zip(ALL_JOINTS, self._targets)}
+        return {n: float(v) for n, v in zip(ALL_JOINTS, self._targets, strict=True)}
 
     @property
     def joint_limits(self) -> dict[str, tuple[float, float]]:
-        return {n: (float(r[0]), float(r[1])) for n, r in zip(ALL_JOINTS, self._range)}
+        return {n: (float(r[0]), float(r[1])) for n, r in zip(ALL_JOINTS, self._range, strict=True)}
 
     @property
     def velocity_limits(self) -> dict[str, float]:
-        return {n: float(v) for n, v in zip(ALL_JOINTS, self._vmax)}
+        return {n: float(v) for n, v in zip(ALL_JOINTS, self._vmax, strict=True)}

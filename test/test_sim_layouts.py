@@ -1,0 +1,67 @@
+"""Layouts YAML: loads into the task; bad content is a one-line error naming file + field."""
+
+import numpy as np
+import pytest
+
+from mberil_ros.errors import UserError
+from mberil_ros.sim.layouts import load_layouts
+from mberil_ros.sim.task import ReachingTask
+
+GOOD = """
+layouts:
+  - name: shelf_left
+    arm: right
+    initial_joints: {RARM_JOINT0: -0.01, RARM_JOINT2: -1.745}
+    target: [0.35, -0.20, 0.05]
+    obstacles:
+      - {type: box, position: [0.30, -0.10, 0.05], size: [0.05, 0.05, 0.20]}
+      - {type: sphere, position: [0.25, -0.25, 0.10], radius: 0.04}
+  - arm: both
+    target: {right: [0.4, -0.2, 0.05], left: [0.4, 0.2, 0.05]}
+"""
+
+
+def test_good_layouts_load_into_the_task(tmp_path):
+    f = tmp_path / "layouts.yaml"
+    f.write_text(GOOD)
+    eps = load_layouts(f)
+    assert [e.name for e in eps] == ["shelf_left", "layout1"]
+    task = ReachingTask("train", arm="right")
+    obs = task.reset(layout=eps[0])
+    np.testing.assert_allclose(obs[12:15], [0.35, -0.20, 0.05])
+    np.testing.assert_allclose(obs[15:27].reshape(3, 4)[:2],
+                               [[0.30, -0.10, 0.05, 1], [0.25, -0.25, 0.10, 1]])
+    assert task.obstacles[1].type == "sphere" and task.obstacles[1].radius == pytest.approx(0.04)
+    assert task.joint_positions()["RARM_JOINT0"] == pytest.approx(-0.01)
+    assert task.model.geom("obstacle0_box").size == pytest.approx([0.025, 0.025, 0.10])
+    both = ReachingTask("train", arm="both")
+    assert both.reset(layout=eps[1]).shape == (42,)
+
+
+@pytest.mark.parametrize("body,field", [
+    ("layouts: [{target: [0.3, 0.1]}]", "layouts[0].target"),
+    ("layouts: [{arm: up, target: [0.3, 0.1, 0]}]", "layouts[0].arm"),
+    ("layouts: [{target: [0.3, -0.1, 0], initial_joints: {FOO: 1}}]",
+     "layouts[0].initial_joints.FOO"),
+    ("layouts: [{target: [0.3, -0.1, 0], obstacles: [{type: cone, position: [0, 0, 0]}]}]",
+     "layouts[0].obstacles[0].type"),
+    ("layouts: [{target: [0.3, -0.1, 0], obstacles: [{type: sphere, position: [0, 0, 0], "
+     "radius: -1}]}]", "layouts[0].obstacles[0].radius"),
+    ("layouts: [{target: [0.3, -0.1, 0], obstacles: [{type: box, position: [0, 0, 0]}]}]",
+     "layouts[0].obstacles[0].size"),
+    ("layout: []", "layouts"),
+    ("layouts: [{target: [0, 0, 0]}, {arm: both, target: [0, 0, 0]}]", "layouts[1].target"),
+    ("layouts: [\n  - {target: [0, 0, 0]\n", "line"),
+])
+def test_bad_layouts_name_file_and_field(tmp_path, body, field):
+    f = tmp_path / "bad.yaml"
+    f.write_text(body)
+    with pytest.raises(UserError) as exc:
+        load_layouts(f)
+    msg = str(exc.value)
+    assert "\n" not in msg and str(f) in msg and field in msg
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(UserError, match="cannot read"):
+        load_layouts(tmp_path / "nope.yaml")

@@ -1,0 +1,124 @@
+"""Reaching task: contract layouts, determinism, clamping, collisions."""
+
+import numpy as np
+import pytest
+
+from mberil_ros.errors import UserError
+from mberil_ros.sim import spaces
+from mberil_ros.sim.scene import Episode, Obstacle
+from mberil_ros.sim.task import ReachingTask
+
+
+def test_fixed_contract_layouts():
+    r = spaces.layout("right")
+    assert (r.obs_dim, r.act_dim) == (27, 6)
+    assert (r.qpos, r.qvel, r.goal, r.obstacles) == (slice(0, 6), slice(6, 12), slice(12, 15),
+                                                      slice(15, 27))
+    b = spaces.layout("both")
+    assert (b.obs_dim, b.act_dim) == (42, 12)
+    assert b.joints == spaces.RARM_JOINTS + spaces.LARM_JOINTS
+    assert (b.goal, b.obstacles) == (slice(24, 30), slice(30, 42))
+
+
+def test_observation_content_matches_task_state():
+    task = ReachingTask("heldout_obstacles", seed=3)
+    obs = task.reset()
+    assert obs.shape == (27,)
+    q = task.joint_positions()
+    np.testing.assert_allclose(obs[spaces.QPOS], [q[n] for n in spaces.RARM_JOINTS])
+    np.testing.assert_allclose(obs[spaces.GOAL], task.goal)
+    o = obs[spaces.OBSTACLES].reshape(spaces.MAX_OBSTACLES, 4)
+    n = len(task.obstacles)
+    assert n >= 1
+    np.testing.assert_allclose(o[:n, :3], [ob.position for ob in task.obstacles])
+    assert np.all(o[:n, 3] == 1.0) and np.all(o[n:] == 0.0)
+    assert len(task.joint_velocities()) == 15 and task.time == 0.0
+
+
+def _rollout(seed):
+    task = ReachingTask("train", seed=seed)
+    obs = task.reset()
+    rng = np.random.default_rng(0)
+    out = [obs]
+    for _ in range(30):
+        obs, _, done, _ = task.step(obs[:6] + rng.normal(0, 0.05, 6))
+        out.append(obs)
+        if done:
+            break
+    return np.array(out)
+
+
+def test_deterministic_for_a_seed():
+    a, b, c = _rollout(7), _rollout(7), _rollout(8)
+    np.testing.assert_array_equal(a, b)
+    assert a.shape != c.shape or not np.array_equal(a, c)
+
+
+def test_reset_seed_reproduces_the_episode():
+    task = ReachingTask("train", seed=0)
+    first = task.reset(seed=11)
+    task.reset(seed=12)
+    np.testing.assert_array_equal(task.reset(seed=11), first)
+
+
+def test_actions_are_clamped_to_limits_and_velocity():
+    task = ReachingTask("train", seed=0)
+    obs = task.reset(seed=0)
+    before = task.joint_targets()
+    applied = task.apply_action(obs[:6] + 10.0)
+    vmax = task.velocity_limits
+    for name, a in zip(spaces.RARM_JOINTS, applied, strict=True):
+        assert a - before[name] <= vmax[name] * spaces.CONTROL_DT + 1e-12
+    for _ in range(200):  # drive far past the range: targets stop at the upper limits
+        task.apply_action(np.full(6, 10.0))
+    limits = task.joint_limits
+    assert all(task.joint_targets()[n] == limits[n][1] for n in spaces.RARM_JOINTS)
+    with pytest.raises(ValueError):
+        task.apply_action(np.zeros(5))
+
+
+def test_set_targets_by_name_and_advance():
+    task = ReachingTask("train", seed=0)
+    task.reset(seed=0)
+    start = task.joint_positions()["HEAD_JOINT0"]
+    for _ in range(50):
+        task.set_joint_targets({"HEAD_JOINT0": 0.5})
+        task.advance(10)
+    assert task.time == pytest.approx(1.0)
+    assert task.joint_positions()["HEAD_JOINT0"] == pytest.approx(start + 0.5, abs=0.02)
+
+
+def test_collision_with_obstacle_ends_episode_as_failure():
+    # A box right in front of the hand and a target behind it; drive the hand forward.
+    task = ReachingTask("train", seed=0)
+    ep = Episode(arm="right", initial_joints={}, targets={"right": (0.55, -0.18, 0.07)},
+                 obstacles=(Obstacle.box((0.45, -0.18, 0.0), (0.04, 0.2, 0.3)),))
+    obs = task.reset(layout=ep)
+    assert not task.status()["collision"]
+    done, info = False, {}
+    while not done:  # straight-arm push: raise J1 forward, open the elbow
+        obs, _, done, info = task.step(obs[:6] + np.array([0, -0.05, 0.05, 0, 0, 0]))
+    assert info["collision"] and not info["success"]
+    assert "obstacle0" in info["collision_pair"]
+
+
+def test_bad_arguments_are_user_errors():
+    with pytest.raises(UserError):
+        ReachingTask("nope")
+    with pytest.raises(UserError):
+        ReachingTask("train", arm="middle")
+    task = ReachingTask("train", arm="right")
+    ep = Episode(arm="left", initial_joints={}, targets={"left": (0.4, 0.2, 0.05)})
+    with pytest.raises(UserError, match="arm left"):
+        task.reset(layout=ep)
+
+
+def test_both_arms_layout():
+    task = ReachingTask("train", arm="both", seed=2)
+    obs = task.reset()
+    assert obs.shape == (42,)
+    np.testing.assert_allclose(obs[24:27], task.goals["right"])
+    np.testing.assert_allclose(obs[27:30], task.goals["left"])
+    assert task.goals["right"][1] < 0 < task.goals["left"][1]
+    obs, _, _, info = task.step(obs[:12])
+    assert set(info["distances"]) == {"right", "left"}
