@@ -1,0 +1,144 @@
+"""History encoders: one token per time step -> a latent per step (ALGORITHM.md §7).
+
+Token k is a linear embedding of (x_k, u_{k-1}) (u_{-1} = 0) plus a time-step embedding, so
+the latent at step t summarises the history h_t that ends in x_t. Heads that condition on the
+current action u_t (dynamics, r, Q) concatenate it to the latent; V reads the latent alone.
+This keeps V(x) independent of u_t and makes the MLP baseline (x_t alone) a drop-in.
+
+Time-step embedding ("learned_clamped"): a learned table of `context` rows; step t uses row
+min(t, context - 1). Training sequences start at the episode start, so the recurrent state at
+step t equals the full-sequence forward over the prefix x_0..x_t, past `context` too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from mberil_ros.models import _cpu_kernel
+from mberil_ros.models.config import EncoderConfig
+from mberil_ros.models.mamba import Mamba
+
+
+def check_input(name: str, t: torch.Tensor, width: int, what: str) -> None:
+    """API-boundary validation: a clear ValueError naming the field, not a matmul error."""
+    if not isinstance(t, torch.Tensor):
+        raise ValueError(f"{name}: expected a torch.Tensor, got {type(t).__name__}")
+    if t.dim() == 0 or t.shape[-1] != width:
+        raise ValueError(f"{name}: expected {what} {width} in the last dimension, "
+                         f"got shape {tuple(t.shape)}")
+    if not torch.isfinite(t).all():
+        raise ValueError(f"{name}: contains NaN or infinite values")
+
+
+class MambaLayer(nn.Module):
+    """Pre-norm residual block: h + Mamba(LayerNorm(h))."""
+
+    def __init__(self, cfg: EncoderConfig, idx: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(cfg.d_model, eps=cfg.norm_eps)
+        self.mixer = Mamba(cfg.mamba, layer_idx=idx)
+
+    def forward(self, h: torch.Tensor, impl: str = "auto") -> torch.Tensor:
+        return h + self.mixer(self.norm(h), impl=impl)
+
+
+@dataclass
+class EncoderState:
+    """Recurrent state of a streaming encoder: per-layer (conv, ssm) states and the step."""
+
+    t: int = 0
+    layers: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)
+    # fused C plans (one per layer), bound to the weights at init_state(); None: torch ops
+    plans: list | None = None
+
+
+class SequenceEncoder(nn.Module):
+    """backbone "mamba": embedding + time embedding + pre-norm Mamba stack + final norm.
+    backbone "mlp": an MLP on x_t alone (the conventional networks), same interface."""
+
+    def __init__(self, cfg: EncoderConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.out_dim = cfg.d_model
+        if cfg.backbone == "mlp":
+            self.mlp = nn.Sequential(
+                nn.Linear(cfg.obs_dim, cfg.mlp_hidden), nn.SiLU(),
+                nn.Linear(cfg.mlp_hidden, cfg.d_model), nn.SiLU())
+            return
+        self.embed = nn.Linear(cfg.obs_dim + cfg.act_dim, cfg.d_model)
+        self.time_embed = (nn.Embedding(cfg.context, cfg.d_model)
+                           if cfg.time_embedding == "learned_clamped" else None)
+        if self.time_embed is not None:
+            nn.init.normal_(self.time_embed.weight, std=0.02)
+        self.layers = nn.ModuleList(MambaLayer(cfg, i) for i in range(cfg.n_layers))
+        self.norm_f = nn.LayerNorm(cfg.d_model, eps=cfg.norm_eps)
+
+    def _tokens(self, obs: torch.Tensor, prev_act: torch.Tensor, t: torch.Tensor
+                ) -> torch.Tensor:
+        h = self.embed(torch.cat([obs, prev_act], dim=-1))
+        if self.time_embed is not None:
+            h = h + self.time_embed(t.clamp(max=self.cfg.context - 1))
+        return h
+
+    def check(self, obs: torch.Tensor, prev_act: torch.Tensor | None) -> None:
+        check_input("observation", obs, self.cfg.obs_dim, "observation width")
+        if prev_act is not None:
+            check_input("prev_action", prev_act, self.cfg.act_dim, "joint count")
+            if prev_act.shape[:-1] != obs.shape[:-1]:
+                raise ValueError(f"prev_action: leading shape {tuple(prev_act.shape[:-1])} "
+                                 f"differs from observation's {tuple(obs.shape[:-1])}")
+
+    def forward(self, obs: torch.Tensor, prev_act: torch.Tensor | None = None,
+                impl: str = "auto") -> torch.Tensor:
+        """obs (batch, len, obs_dim) from the episode start, prev_act (batch, len, act_dim)
+        with prev_act[:, k] = u_{k-1} (zeros at k = 0; None = all zeros)
+        -> latents (batch, len, d_model); the last token's latent is [:, -1]."""
+        self.check(obs, prev_act)
+        if self.cfg.backbone == "mlp":
+            return self.mlp(obs)
+        if prev_act is None:
+            prev_act = obs.new_zeros(*obs.shape[:-1], self.cfg.act_dim)
+        t = torch.arange(obs.shape[1], device=obs.device)
+        h = self._tokens(obs, prev_act, t)
+        for layer in self.layers:
+            h = layer(h, impl=impl)
+        return self.norm_f(h)
+
+    def init_state(self, batch: int = 1, fused: bool = True) -> EncoderState:
+        """Zero recurrent state for a new episode. fused: bind the fused C step (CPU float32,
+        when the kernel builds) to the current weights; re-create the state after the
+        weights change."""
+        if self.cfg.backbone == "mlp":
+            return EncoderState()
+        state = EncoderState(0, [layer.mixer.allocate_state(batch) for layer in self.layers])
+        lib = _cpu_kernel.load() if fused else None
+        if lib is not None and self.embed.weight.device.type == "cpu" and all(
+                p.dtype == torch.float32 for p in self.parameters()):
+            state.plans = [layer.mixer.fused_step_plan(lib, layer.norm) for layer in self.layers]
+        return state
+
+    @torch.no_grad()
+    def step(self, obs: torch.Tensor, prev_act: torch.Tensor | None, state: EncoderState,
+             fused: bool = True) -> torch.Tensor:
+        """One token per call: obs (batch, obs_dim), prev_act (batch, act_dim) -> latent
+        (batch, d_model); advances `state` in place (no window re-computation)."""
+        self.check(obs, prev_act)
+        if self.cfg.backbone == "mlp":
+            state.t += 1
+            return self.mlp(obs)
+        if prev_act is None:
+            prev_act = obs.new_zeros(*obs.shape[:-1], self.cfg.act_dim)
+        t = torch.full(obs.shape[:-1], state.t, dtype=torch.long, device=obs.device)
+        h = self._tokens(obs, prev_act, t)
+        if fused and state.plans is not None and obs.device.type == "cpu":
+            h = h.contiguous()
+            for plan, (conv, ssm) in zip(state.plans, state.layers, strict=True):
+                plan(h, conv, ssm, h)  # in place: h += Mamba(LayerNorm(h))
+        else:
+            for layer, (conv, ssm) in zip(self.layers, state.layers, strict=True):
+                h = h + layer.mixer.step(layer.norm(h), conv, ssm, fused=False)
+        state.t += 1
+        return self.norm_f(h)
