@@ -1,0 +1,118 @@
+"""Opening bags (rosbag2 MCAP/sqlite3 directories or files, ROS 1 .bag) with rosbags.
+
+Every failure of the bag itself (missing, truncated, corrupt, wrong topic type) becomes a
+one-line UserError naming the file and, where it applies, the topic.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from rosbags.highlevel import AnyReader
+from rosbags.interfaces import Connection
+from rosbags.typesys import Stores, get_typestore
+
+from mberil_ros.errors import UserError
+
+
+class Bag:
+    """An open bag: the rosbags reader plus what the converter needs to know about it."""
+
+    def __init__(self, path: Path, reader: AnyReader) -> None:
+        self.path = path
+        self.reader = reader
+        self.ros1 = not reader.is2
+        self.kind = "ros1" if self.ros1 else _storage_kind(path)
+
+    def connections(self, topic: str, msgtype: str) -> list[Connection]:
+        """The topic's connections; its type must be ``msgtype``."""
+        conns = [c for c in self.reader.connections if c.topic == topic]
+        if not conns:
+            present = sorted({c.topic for c in self.reader.connections})
+            raise UserError(f"{self.path}: topic {topic} not in the bag (topics: "
+                            f"{', '.join(present) or 'none'})")
+        for conn in conns:
+            if conn.msgtype != msgtype:
+                raise UserError(f"{self.path}: topic {topic} has type {conn.msgtype}, "
+                                f"expected {msgtype}")
+        return conns
+
+    def deserializer(self, msgtype: str):  # noqa: ANN201 - a closure over rosbags
+        store = self.reader.typestore
+        if self.ros1:
+            return lambda raw: store.deserialize_ros1(raw, msgtype)
+        return lambda raw: store.deserialize_cdr(raw, msgtype)
+
+    def messages(self, connections: Sequence[Connection]
+                 ) -> Iterator[tuple[Connection, int, bytes]]:
+        """Messages in receive-time order; a read failure becomes a UserError."""
+        try:
+            yield from self.reader.messages(connections=connections)
+        except GeneratorExit:
+            raise
+        except Exception as exc:  # noqa: BLE001 - rosbags/sqlite/zstd/struct all raise here
+            raise UserError(f"{self.path}: corrupt or truncated bag while reading messages "
+                            f"({type(exc).__name__}: {_one_line(exc)})") from exc
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else "no detail"
+
+
+def _storage_kind(path: Path) -> str:
+    if path.is_file():
+        return "mcap" if path.suffix == ".mcap" else "sqlite3"
+    files = {p.suffix for p in path.iterdir()}
+    return "mcap" if ".mcap" in files else "sqlite3"
+
+
+def _default_typestore(path: Path):  # noqa: ANN202
+    # Only used when a bag carries no message definitions (old sqlite3 bags).
+    return get_typestore(Stores.ROS1_NOETIC if path.suffix == ".bag" else Stores.ROS2_KILTED)
+
+
+@contextmanager
+def open_bag(path: str | Path) -> Iterator[Bag]:
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path}: no such bag")
+    try:
+        reader = AnyReader([path], default_typestore=_default_typestore(path))
+        reader.open()
+    except UserError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any failure to open is a bad bag
+        raise UserError(f"{path}: cannot open bag ({type(exc).__name__}: "
+                        f"{_one_line(exc)})") from exc
+    try:
+        yield Bag(path, reader)
+    finally:
+        reader.close()
+
+
+def bag_files(path: Path) -> list[Path]:
+    return sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+
+
+def sha256_of(path: str | Path) -> str:
+    """sha256 of a bag file; of a bag folder, over its files' relative names and contents."""
+    path = Path(path)
+    if path.is_file():
+        return _file_sha(path)
+    outer = hashlib.sha256()
+    for file in bag_files(path):
+        outer.update(f"{file.relative_to(path).as_posix()}\0{_file_sha(file)}\n".encode())
+    return outer.hexdigest()
+
+
+def _file_sha(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        # Large reads: hashlib drops the GIL for them, so hashing overlaps conversion.
+        while chunk := f.read(1 << 22):
+            digest.update(chunk)
+    return digest.hexdigest()

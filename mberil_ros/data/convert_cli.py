@@ -1,0 +1,45 @@
+"""`mberil convert BAG... -o DATASET`: rosbag2 (MCAP/sqlite3) and ROS 1 bags -> dataset."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from mberil_ros.data.config import load_config
+from mberil_ros.data.converter import convert
+from mberil_ros.paths import config_file
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("bags", nargs="+", metavar="BAG",
+                        help="rosbag2 folders or .mcap/.db3 files, or ROS 1 .bag files; "
+                        "episodes are numbered across bags in the order given")
+    parser.add_argument("-o", "--output", required=True, metavar="DATASET",
+                        help="dataset folder to create (DESIGN.md §5)")
+    parser.add_argument("--config", metavar="YAML",
+                        help="conversion config (default: the package's config/dataset.yaml)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing dataset, once the new one is complete")
+    parser.add_argument("--timestamps", choices=["receive", "header"],
+                        help="override the config: sample at receive time or header.stamp")
+    parser.add_argument("--fps", type=float, help="override the config's grid rate")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _default_config() -> Path | None:
+    try:
+        path = config_file("dataset.yaml")
+    except FileNotFoundError:
+        return None
+    return path if path.is_file() else None
+
+
+def run(args: argparse.Namespace) -> int:
+    overrides = {k: v for k, v in (("timestamps", args.timestamps), ("fps", args.fps))
+                 if v is not None}
+    cfg = load_config(args.config or _default_config(), overrides)
+    report = convert(args.bags, args.output, cfg, overwrite=args.overwrite,
+                     progress=False if args.no_progress else None)
+    print(report.format())
+    print(f"wrote {args.output}")
+    return 0

@@ -1,0 +1,144 @@
+"""One decoder per topic role: a batch of raw messages -> a float64 feature matrix."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from mberil_ros.data.config import DatasetConfig
+from mberil_ros.data.fastdecode import DecodeError, Float64ArrayDecoder, JointStateDecoder
+
+Deserialize = Callable[[bytes], object]
+
+
+class FeatureDecoder:
+    """Turns raw messages of one topic into rows of ``width`` float64 values."""
+
+    width: int
+    has_header: bool = False
+    fields: list[str]  # the message field behind each column, for error messages
+
+    def decode(self, raws: Sequence[bytes]) -> np.ndarray:
+        raise NotImplementedError
+
+
+class _PerMessage(FeatureDecoder):
+    """Low-rate types: rosbags deserialization is fast enough."""
+
+    def __init__(self, deserialize: Deserialize) -> None:
+        self.deserialize = deserialize
+
+    def decode(self, raws: Sequence[bytes]) -> np.ndarray:
+        out = np.empty((len(raws), self.width))
+        for i, raw in enumerate(raws):
+            try:
+                msg = self.deserialize(raw)
+            except Exception as exc:  # noqa: BLE001 - rosbags raises several types
+                raise DecodeError(i, f"cannot deserialize ({exc})") from None
+            try:
+                out[i] = self.row(msg)
+            except ValueError as exc:
+                raise DecodeError(i, str(exc)) from None
+        return out
+
+    def row(self, msg: object) -> np.ndarray | list[float]:
+        raise NotImplementedError
+
+
+class JointStateFeature(FeatureDecoder):
+    has_header = True
+
+    def __init__(self, joints: Sequence[str], deserialize: Deserialize, ros1: bool) -> None:
+        self.inner = JointStateDecoder(joints, deserialize, ros1)
+        self.width = 2 * len(joints)
+        self.fields = [f"position[{j}]" for j in joints] + [f"velocity[{j}]" for j in joints]
+
+    def decode(self, raws: Sequence[bytes]) -> np.ndarray:
+        pos, vel = self.inner.decode(raws)
+        return np.concatenate([pos, vel], axis=1)
+
+
+class CommandFeature(FeatureDecoder):
+    """Float64MultiArray in controller_joints order -> targets of the configured joints."""
+
+    def __init__(self, joints: Sequence[str], controller_joints: Sequence[str],
+                 deserialize: Deserialize, ros1: bool) -> None:
+        self.inner = Float64ArrayDecoder(len(controller_joints), deserialize, ros1)
+        self.cols = [list(controller_joints).index(j) for j in joints]
+        self.width = len(joints)
+        self.fields = [f"data[{c}] ({j})" for c, j in zip(self.cols, joints, strict=True)]
+
+    def decode(self, raws: Sequence[bytes]) -> np.ndarray:
+        return self.inner.decode(raws)[:, self.cols]
+
+
+class TrajectoryFeature(_PerMessage):
+    has_header = True
+
+    def __init__(self, joints: Sequence[str], deserialize: Deserialize) -> None:
+        super().__init__(deserialize)
+        self.joints = list(joints)
+        self.width = len(joints)
+        self.fields = [f"points[0].positions[{j}]" for j in joints]
+
+    def row(self, msg: object) -> np.ndarray:
+        if not msg.points:
+            raise ValueError("trajectory has no points")
+        positions = np.asarray(msg.points[0].positions, dtype=np.float64)
+        if len(positions) != len(msg.joint_names):
+            raise ValueError(f"points[0].positions has {len(positions)} values for "
+                             f"{len(msg.joint_names)} joint_names")
+        index = {name: i for i, name in enumerate(msg.joint_names)}
+        missing = [j for j in self.joints if j not in index]
+        if missing:
+            raise ValueError(f"joint(s) {', '.join(missing)} missing from joint_names")
+        return positions[[index[j] for j in self.joints]]
+
+
+class GoalFeature(_PerMessage):
+    has_header = True
+    width = 3
+    fields = ["pose.position.x", "pose.position.y", "pose.position.z"]
+
+    def row(self, msg: object) -> list[float]:
+        p = msg.pose.position
+        return [p.x, p.y, p.z]
+
+
+class ObstaclesFeature(_PerMessage):
+    """PoseArray -> max_obstacles x (x, y, z, present); poses kept in message order."""
+
+    has_header = True
+
+    def __init__(self, max_obstacles: int, deserialize: Deserialize) -> None:
+        super().__init__(deserialize)
+        self.max_obstacles = max_obstacles
+        self.width = 4 * max_obstacles
+        self.fields = [f"poses[{i}].{c}" for i in range(max_obstacles)
+                       for c in ("position.x", "position.y", "position.z", "present")]
+
+    def row(self, msg: object) -> np.ndarray:
+        if len(msg.poses) > self.max_obstacles:
+            raise ValueError(f"{len(msg.poses)} poses but max_obstacles is "
+                             f"{self.max_obstacles}")
+        out = np.zeros((self.max_obstacles, 4))
+        for i, pose in enumerate(msg.poses):
+            p = pose.position
+            out[i] = (p.x, p.y, p.z, 1.0)
+        return out.ravel()
+
+
+def make_feature(role: str, cfg: DatasetConfig, deserialize: Deserialize,
+                 ros1: bool) -> FeatureDecoder:
+    if role == "joint_states":
+        return JointStateFeature(cfg.joints, deserialize, ros1)
+    if role == "commands":
+        return CommandFeature(cfg.joints, cfg.controller_joints, deserialize, ros1)
+    if role == "trajectory":
+        return TrajectoryFeature(cfg.joints, deserialize)
+    if role in ("goal", "goal_left"):
+        return GoalFeature(deserialize)
+    if role == "obstacles":
+        return ObstaclesFeature(cfg.max_obstacles, deserialize)
+    raise ValueError(f"no feature decoder for role {role!r}")

@@ -1,0 +1,69 @@
+"""The conversion report: what was read, what was dropped and why, what was written."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class TopicReport:
+    topic: str
+    messages: int = 0
+    rate_hz: float = 0.0
+    dropped_frames: int = 0  # ticks where this topic had no message or only a stale one
+
+
+@dataclass
+class ConversionReport:
+    bags: list[str] = field(default_factory=list)
+    topics: dict[str, TopicReport] = field(default_factory=dict)  # by "bag: topic"
+    ticks: int = 0  # grid ticks inside episodes
+    dropped_frames: int = 0  # ticks with at least one topic missing/stale
+    no_successor: int = 0  # valid ticks whose next tick is dropped (incl. each episode's last)
+    frames: int = 0
+    episodes: int = 0
+    labels: dict[str, int] = field(default_factory=dict)
+    durations: list[float] = field(default_factory=list)
+    incomplete_episodes: list[str] = field(default_factory=list)  # no end marker
+    empty_episodes: list[str] = field(default_factory=list)  # fewer than 2 usable ticks
+    seconds: float = 0.0
+    messages: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "bags": self.bags,
+            "topics": {k: vars(v) for k, v in self.topics.items()},
+            "ticks": self.ticks,
+            "dropped_frames": self.dropped_frames,
+            "no_successor": self.no_successor,
+            "frames": self.frames,
+            "episodes": self.episodes,
+            "labels": self.labels,
+            "episode_seconds_total": round(sum(self.durations), 3),
+            "incomplete_episodes": self.incomplete_episodes,
+            "empty_episodes": self.empty_episodes,
+            "messages": self.messages,
+            "conversion_seconds": round(self.seconds, 3),
+        }
+
+    def format(self) -> str:
+        lines = [f"converted {len(self.bags)} bag(s), {self.messages} messages in "
+                 f"{self.seconds:.1f} s"]
+        lines.append(f"  {'topic':<58} {'msgs':>9} {'rate Hz':>8} {'dropped':>8}")
+        for key, t in self.topics.items():
+            lines.append(f"  {key:<58} {t.messages:>9} {t.rate_hz:>8.1f} {t.dropped_frames:>8}")
+        lines.append(f"  grid ticks in episodes: {self.ticks}; dropped (missing/stale topic): "
+                     f"{self.dropped_frames}; without a next frame: {self.no_successor} "
+                     "(each episode's last frame, and frames before a dropped one)")
+        labels = ", ".join(f"{k}: {v}" for k, v in sorted(self.labels.items())) or "none"
+        lines.append(f"  episodes: {self.episodes} ({labels}); frames: {self.frames}")
+        if self.durations:
+            d = self.durations
+            lines.append(f"  episode duration s: total {sum(d):.1f}, mean {sum(d) / len(d):.2f}, "
+                         f"min {min(d):.2f}, max {max(d):.2f}")
+        if self.incomplete_episodes:
+            lines.append(f"  left out, no end marker: {', '.join(self.incomplete_episodes)}")
+        if self.empty_episodes:
+            lines.append(f"  left out, < 2 usable frames: {', '.join(self.empty_episodes)}")
+        return "\n".join(lines)
