@@ -43,8 +43,8 @@ class TransformerEncoder(nn.Module):
 
     def forward(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
         n = obs.shape[1]
-        h = self.embed(torch.cat([obs, act], -1)) + self.pos(torch.arange(n))
-        mask = nn.Transformer.generate_square_subsequent_mask(n)
+        h = self.embed(torch.cat([obs, act], -1)) + self.pos(torch.arange(n, device=obs.device))
+        mask = nn.Transformer.generate_square_subsequent_mask(n, device=obs.device)
         return self.body(h, mask=mask, is_causal=True)
 
 

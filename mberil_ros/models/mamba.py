@@ -22,13 +22,18 @@ from mberil_ros.models.config import MambaConfig
 from mberil_ros.models.selective_scan import selective_scan
 
 try:  # optional CUDA fast path; absent on CPU installs and CI
-    from mamba_ssm.ops.selective_scan_interface import mamba_inner_fn
+    from mamba_ssm.ops import selective_scan_interface as _ssi
+
+    selective_scan_cuda_fn = _ssi.selective_scan_fn
+    # mamba_inner_fn also needs causal-conv1d's CUDA kernels; without them mamba_ssm's own
+    # Mamba runs the conv in PyTorch and the scan in CUDA, and so do we.
+    mamba_inner_fn = _ssi.mamba_inner_fn if _ssi.causal_conv1d_fn is not None else None
 except Exception:  # ImportError, or an OSError from a CUDA extension without a GPU
-    mamba_inner_fn = None
+    selective_scan_cuda_fn = mamba_inner_fn = None
 
 
 def mamba_ssm_available() -> bool:
-    return mamba_inner_fn is not None
+    return selective_scan_cuda_fn is not None
 
 
 class Mamba(nn.Module):
@@ -72,21 +77,29 @@ class Mamba(nn.Module):
         """(batch, len, d_model) -> (batch, len, d_model). impl: "auto" (CUDA kernels if
         possible, else portable), "portable", or a scan impl "kernel" / "torch"."""
         A = -torch.exp(self.A_log.float())
-        if (impl == "auto" and self.cfg.use_fast_path and mamba_inner_fn is not None
-                and hidden_states.is_cuda):
+        fast = (impl == "auto" and self.cfg.use_fast_path and hidden_states.is_cuda
+                and selective_scan_cuda_fn is not None)
+        if fast and mamba_inner_fn is not None:
             xz = self.in_proj(hidden_states).transpose(1, 2)
-            return mamba_inner_fn(
+            out = mamba_inner_fn(
                 xz, self.conv1d.weight, self.conv1d.bias, self.x_proj.weight,
                 self.dt_proj.weight, self.out_proj.weight, self.out_proj.bias, A, None, None,
                 self.D.float(), delta_bias=self.dt_proj.bias.float(), delta_softplus=True)
+            return out
         scan_impl = "auto" if impl in ("auto", "portable") else impl
         length = hidden_states.shape[1]
         x, z = self.in_proj(hidden_states).chunk(2, dim=-1)
         x = F.silu(self.conv1d(x.transpose(1, 2))[..., :length]).transpose(1, 2)
         dt, B, C = torch.split(self.x_proj(x), [self.dt_rank, self.d_state, self.d_state], -1)
         dt = F.linear(dt, self.dt_proj.weight)  # bias enters the scan as delta_bias
-        y = selective_scan(x, dt, A, B, C, self.D.float(), z, self.dt_proj.bias.float(),
-                           delta_softplus=True, impl=scan_impl)
+        if fast:  # mamba_ssm's CUDA scan, in its (batch, channel, len) layout
+            tr = lambda t: t.transpose(1, 2).contiguous()  # noqa: E731
+            y = tr(selective_scan_cuda_fn(
+                tr(x), tr(dt), A, tr(B), tr(C), self.D.float(), z=tr(z),
+                delta_bias=self.dt_proj.bias.float(), delta_softplus=True))
+        else:
+            y = selective_scan(x, dt, A, B, C, self.D.float(), z, self.dt_proj.bias.float(),
+                               delta_softplus=True, impl=scan_impl)
         return self.out_proj(y)
 
     def allocate_state(self, batch: int, device: torch.device | None = None,
