@@ -15,6 +15,7 @@ from rosbags.highlevel import AnyReader
 from rosbags.interfaces import Connection
 from rosbags.typesys import Stores, get_typestore
 
+from mberil_ros.data.mcapfast import fast_messages
 from mberil_ros.errors import UserError
 
 
@@ -50,7 +51,8 @@ class Bag:
                  ) -> Iterator[tuple[Connection, int, bytes]]:
         """Messages in receive-time order; a read failure becomes a UserError."""
         try:
-            yield from self.reader.messages(connections=connections)
+            fast = fast_messages(self.reader, connections)
+            yield from (fast if fast is not None else self.reader.messages(connections=connections))
         except GeneratorExit:
             raise
         except Exception as exc:  # noqa: BLE001 - rosbags/sqlite/zstd/struct all raise here
