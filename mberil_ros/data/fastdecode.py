@@ -155,8 +155,8 @@ class JointStateDecoder:
             if self.wire.ok(raw) and len(raw) >= 16:
                 start = self.wire.header_end(raw)
                 layout = self._layout(raw, start) if start < len(raw) else None
-            if layout is None:
-                slow.append(i)
+            if layout is None or len(raw) < start + layout.vel + 8 * layout.n:
+                slow.append(i)  # too short for the layout: rosbags decodes and reports it
                 continue
             if layout.cols is None:
                 raise DecodeError(i, f"joint(s) {layout.missing} missing from the message")
