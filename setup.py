@@ -61,6 +61,8 @@ setup(
         "console_scripts": [
             "mberil = mberil_ros.cli:main",
             "recorder_node = mberil_ros.nodes.recorder_node:main",
+            "sim_node = mberil_ros.nodes.sim_node:main",
+            "demonstrator_node = mberil_ros.nodes.demonstrator_node:main",
         ],
     },
 )

@@ -18,6 +18,7 @@ from mberil_ros.errors import UserError
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("mberil_ros.sim.demo", "end-to-end demo on the embedded MuJoCo NEXTAGE"),
     "sim-demo": ("mberil_ros.sim.demo", "run the scripted demonstrators on each task suite"),
+    "record": ("mberil_ros.record", "run sim + demonstrator + recorder, write a rosbag2"),
     "convert": ("mberil_ros.data.convert_cli", "rosbag2 (MCAP/sqlite3) and ROS 1 bags -> dataset"),
 }
 

@@ -102,7 +102,8 @@ class RecorderNode(Node):
     def close(self) -> None:
         self.bag.close()
         counts = ", ".join(f"{t}: {n}" for t, n in self.bag.counts.items())
-        self.get_logger().info(f"closed {self.bag.path} ({counts or 'no messages'})")
+        # print, not the ROS logger: on Ctrl-C the context is already shut down here.
+        print(f"recorder_node: closed {self.bag.path} ({counts or 'no messages'})", flush=True)
 
 
 def main(args: list[str] | None = None) -> int:

@@ -16,6 +16,7 @@ Any problem raises UserError naming the file and the field, e.g.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import yaml
@@ -115,3 +116,35 @@ def load_layouts(path: str | Path) -> list[Episode]:
         return [_layout(item, i) for i, item in enumerate(data["layouts"])]
     except _Bad as exc:
         raise UserError(f"{path}: {exc}") from None
+
+
+def episode_to_dict(episode: Episode) -> dict:
+    """The layouts-YAML form of one episode (inverse of :func:`episode_from_dict`).
+
+    The ROS sim node publishes this as JSON on /task/layout, so a demonstrator in another
+    process sees the obstacle sizes that /task/obstacles (a PoseArray) cannot carry.
+    """
+    if episode.arm == "both":
+        target = {s: list(episode.targets[s]) for s in ("right", "left")}
+    else:
+        target = list(episode.targets[episode.arm])
+    obstacles = []
+    for ob in episode.obstacles:
+        if ob.type == "sphere":
+            obstacles.append({"type": "sphere", "position": list(ob.position),
+                              "radius": ob.radius})
+        else:
+            obstacles.append({"type": "box", "position": list(ob.position),
+                              "size": list(ob.size)})
+    return {"name": episode.name, "arm": episode.arm,
+            "initial_joints": dict(episode.initial_joints), "target": target,
+            "obstacles": obstacles}
+
+
+def episode_from_dict(item: dict, source: str = "<layout>", suite: str = "layouts") -> Episode:
+    """Validate one layouts-YAML mapping into an Episode; UserError names ``source``."""
+    try:
+        episode = _layout(item, 0)
+    except _Bad as exc:
+        raise UserError(f"{source}: {exc}") from None
+    return replace(episode, suite=suite)

@@ -27,6 +27,7 @@ from mberil_ros.sim.model import (
     obstacle_geom_names,
     urdf_velocity_limits,
 )
+from mberil_ros.sim.observation import build_observation
 from mberil_ros.sim.scene import Episode, Obstacle
 from mberil_ros.sim.spaces import ALL_JOINTS, MAX_OBSTACLES
 from mberil_ros.sim.suites import SUITES, sample_episode
@@ -218,8 +219,11 @@ class ReachingTask:
         self.advance()
         info = self.status()
         self._success = info["success"]
-        done = info["success"] or info["collision"] or self.time >= self.time_limit - 1e-9
-        return self.observation(), None, bool(done), info
+        return self.observation(), None, self.is_done(info), info
+
+    def is_done(self, info: dict) -> bool:
+        """An episode ends on success, on the first collision, or at the time limit."""
+        return bool(info["success"] or info["collision"] or self.time >= self.time_limit - 1e-9)
 
     # ----- state access -----
     def status(self) -> dict:
@@ -236,18 +240,8 @@ class ReachingTask:
         }
 
     def observation(self) -> np.ndarray:
-        lay = self.layout
-        obs = np.zeros(lay.obs_dim)
-        obs[lay.qpos] = self.data.qpos[self._qadr[self._layout_idx]]
-        obs[lay.qvel] = self.data.qvel[self._dadr[self._layout_idx]]
-        obs[lay.goal] = self.goal
-        obstacles = self.obstacles
-        o = obs[lay.obstacles].reshape(MAX_OBSTACLES, spaces.OBSTACLE_FIELDS)
-        for i, ob in enumerate(obstacles):
-            o[i, :3] = ob.position
-            o[i, 3] = 1.0
-        obs[lay.obstacles] = o.reshape(-1)
-        return obs
+        return build_observation(self.layout, self.joint_positions(), self.joint_velocities(),
+                                 self.goals, [ob.position for ob in self.obstacles])
 
     @property
     def time(self) -> float:

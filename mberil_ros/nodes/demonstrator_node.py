@@ -1,0 +1,190 @@
+"""demonstrator_node: drive the sim with a scripted demonstrator, only through ROS topics.
+
+For each scheduled episode it sets the sim's `suite`, `seed` and episode label parameters,
+calls the sim's ~/reset, then answers every /joint_states message with a command on
+/forward_position_controller/commands until the sim's /task/episode "end" marker arrives.
+The demonstrator sees the episode geometry from the reset response (the same JSON the sim
+publishes on /task/layout). Exits when all episodes are done.
+
+    ros2 run mberil_ros demonstrator_node --ros-args -p expert_episodes:=10 \
+        -p suboptimal_episodes:=5
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+import rclpy
+from rcl_interfaces.srv import SetParameters
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import DurabilityPolicy, QoSProfile
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Float64MultiArray, String
+from std_srvs.srv import Trigger
+
+from mberil_ros.errors import UserError
+from mberil_ros.sim.demonstrators import DEMONSTRATORS, make_demonstrator
+from mberil_ros.sim.layouts import episode_from_dict
+from mberil_ros.sim.observation import build_observation
+from mberil_ros.sim.spaces import LARM_JOINTS, RARM_JOINTS, layout
+
+PROGRESS_PREFIX = "[mberil-progress]"  # parsed by `mberil record`
+
+PARAMETERS = {
+    "suite": "train",
+    "seed": 0,  # seed of the first episode; episode k uses seed + k
+    "arm": "right",
+    "expert_episodes": 10,
+    "suboptimal_episodes": 5,
+    "suboptimal_demonstrators": ["noisy", "detour", "greedy"],  # cycled through
+    "sim_node": "sim_node",
+    "controller_joints": list(RARM_JOINTS + LARM_JOINTS),
+    "command_topic": "/forward_position_controller/commands",
+    "joint_states_topic": "/joint_states",
+    "service_timeout": 30.0,  # s (wall) to wait for the sim's services
+}
+
+
+class DemonstratorNode(Node):
+    def __init__(self) -> None:
+        super().__init__("demonstrator_node")
+        for name, default in PARAMETERS.items():
+            self.declare_parameter(name, default)
+        p = {name: self.get_parameter(name).value for name in PARAMETERS}
+        self.params = p
+        for name in p["suboptimal_demonstrators"]:
+            if name not in DEMONSTRATORS or name == "expert":
+                raise UserError(f"suboptimal_demonstrators: unknown {name!r}; "
+                                f"known: {[d for d in DEMONSTRATORS if d != 'expert']}")
+        subopt = list(p["suboptimal_demonstrators"])
+        self.schedule = ["expert"] * int(p["expert_episodes"]) + [
+            subopt[k % len(subopt)] for k in range(int(p["suboptimal_episodes"]))
+        ]
+        self.layout = layout(p["arm"])
+        self.controller_joints = list(p["controller_joints"])
+        self.command_pub = self.create_publisher(Float64MultiArray, p["command_topic"], 10)
+        self.create_subscription(JointState, p["joint_states_topic"], self._on_joint_states, 10)
+        self.create_subscription(String, "/task/episode", self._on_marker,
+                                 QoSProfile(depth=100, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+        sim = p["sim_node"]
+        self.param_client = self.create_client(SetParameters, f"/{sim}/set_parameters")
+        self.reset_client = self.create_client(Trigger, f"/{sim}/reset")
+        self.index = -1  # position in the schedule
+        self.episode_id: int | None = None  # the sim's episode counter for the running one
+        self.demonstrator = None
+        self.hold: dict[str, float] = {}
+        self.goals: dict[str, list[float]] = {}
+        self.episode_start = 0.0
+        self.obstacles: list = []
+        self.finished = False
+        self.results: list[dict] = []
+
+    # ----- episode schedule -----
+    def start(self) -> None:
+        timeout = float(self.params["service_timeout"])
+        for client in (self.param_client, self.reset_client):
+            if not client.wait_for_service(timeout_sec=timeout):
+                raise UserError(f"service {client.srv_name} not available after {timeout:.0f} s "
+                                "(is sim_node running?)")
+        self._next_episode()
+
+    def _next_episode(self) -> None:
+        self.index += 1
+        self.episode_id = None
+        self.demonstrator = None
+        if self.index >= len(self.schedule):
+            self.finished = True
+            return
+        name = self.schedule[self.index]
+        self.demonstrator = make_demonstrator(name, seed=int(self.params["seed"]) + self.index)
+        request = SetParameters.Request()
+        request.parameters = [
+            Parameter("suite", value=self.params["suite"]).to_parameter_msg(),
+            Parameter("seed", value=int(self.params["seed"]) + self.index).to_parameter_msg(),
+            Parameter("episode_label", value=self.demonstrator.label).to_parameter_msg(),
+            Parameter("episode_demonstrator", value=name).to_parameter_msg(),
+        ]
+        self.param_client.call_async(request).add_done_callback(self._on_parameters_set)
+
+    def _on_parameters_set(self, future) -> None:
+        failures = [r.reason for r in future.result().results if not r.successful]
+        if failures:
+            self.get_logger().error(f"sim rejected parameters: {failures}")
+            self.finished = True
+            return
+        self.reset_client.call_async(Trigger.Request()).add_done_callback(self._on_reset)
+
+    def _on_reset(self, future) -> None:
+        info = json.loads(future.result().message)
+        episode = episode_from_dict(info["layout"], source="sim reset response",
+                                    suite=info["suite"])
+        self.demonstrator.reset(episode, seed=int(self.params["seed"]) + self.index)
+        self.goals = {side: list(xyz) for side, xyz in episode.targets.items()}
+        self.obstacles = [ob.position for ob in episode.obstacles]
+        self.hold = {}
+        self.episode_start = float(info["time"])
+        self.episode_id = int(info["episode"])
+
+    def _on_marker(self, msg: String) -> None:
+        marker = json.loads(msg.data)
+        if marker.get("event") != "end" or marker.get("episode") != self.episode_id:
+            return
+        self.results.append(marker)
+        done = len(self.results)
+        successes = sum(bool(m.get("success")) for m in self.results)
+        print(f"{PROGRESS_PREFIX} {done}/{len(self.schedule)} {marker['demonstrator']} "
+              f"success={bool(marker.get('success'))} total_success={successes}/{done}",
+              flush=True)
+        self._next_episode()
+
+    # ----- control -----
+    def _on_joint_states(self, msg: JointState) -> None:
+        if self.episode_id is None or self.demonstrator is None:
+            return
+        stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+        if stamp < self.episode_start - 1e-6:  # a state from before the reset, still in flight
+            return
+        positions = dict(zip(msg.name, msg.position, strict=True))
+        velocities = dict(zip(msg.name, msg.velocity, strict=True))
+        if not self.hold:  # joints the demonstrator does not move keep their episode start
+            self.hold = {n: positions[n] for n in self.controller_joints}
+        obs = build_observation(self.layout, positions, velocities, self.goals, self.obstacles)
+        action = self.demonstrator.act(obs)
+        command = dict(self.hold)
+        command.update(zip(self.layout.joints, (float(v) for v in action), strict=True))
+        if not np.all(np.isfinite(action)):
+            self.get_logger().error("demonstrator produced NaN: not sending")
+            return
+        self.command_pub.publish(Float64MultiArray(data=[command[n]
+                                                         for n in self.controller_joints]))
+
+
+def main(args: list[str] | None = None) -> int:
+    rclpy.init(args=args)
+    node = None
+    code = 0
+    try:
+        node = DemonstratorNode()
+        node.start()
+        while rclpy.ok() and not node.finished:
+            rclpy.spin_once(node, timeout_sec=0.1)
+        if node.finished and len(node.results) < len(node.schedule):
+            code = 1
+    except (KeyboardInterrupt, ExternalShutdownException):
+        code = 130
+    except UserError as exc:
+        print(f"demonstrator_node: error: {exc}", file=sys.stderr)
+        code = 2
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

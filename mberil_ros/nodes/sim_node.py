@@ -1,0 +1,281 @@
+"""sim_node: the embedded MuJoCo NEXTAGE behind the topics ros2_control would offer.
+
+Publishes /joint_states (names always set), /clock (sim time), /task/goal (+ /task/goal_left
+with both arms), /task/obstacles, /task/layout (JSON: the full episode geometry, which a
+PoseArray cannot carry) and /task/episode (JSON start/end markers, so recordings can be
+split). Accepts Float64MultiArray on /forward_position_controller/commands (one value per
+controller joint, applied at the next tick) and JointTrajectory on
+/joint_trajectory_controller/joint_trajectory (linear interpolation between points; stamp 0
+= now; a new message replaces the running trajectory, as the controller does).
+
+~/reset (std_srvs/Trigger) starts a new episode of the current `suite` at the current `seed`
+(then advances `seed` by one); the response message is the episode as JSON.
+
+    ros2 run mberil_ros sim_node --ros-args -p suite:=heldout_obstacles -p seed:=3
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+
+import rclpy
+from geometry_msgs.msg import Pose, PoseArray, PoseStamped
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.clock import Clock, ClockType
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import DurabilityPolicy, QoSProfile
+from rosgraph_msgs.msg import Clock as ClockMsg
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Float64MultiArray, String
+from std_srvs.srv import Trigger
+from trajectory_msgs.msg import JointTrajectory
+
+from mberil_ros.errors import UserError
+from mberil_ros.sim.layouts import episode_to_dict, load_layouts
+from mberil_ros.sim.spaces import ALL_JOINTS, LARM_JOINTS, PHYSICS_DT, RARM_JOINTS
+from mberil_ros.sim.task import ReachingTask
+from mberil_ros.sim.trajectory import TrajectoryInterpolator
+
+LATCHED = QoSProfile(depth=100, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+PARAMETERS = {
+    "suite": "train",  # train | heldout_init | heldout_obstacles
+    "seed": 0,  # seed of the next episode; incremented after each reset
+    "arm": "right",  # right | left | both
+    "layouts_file": "",  # YAML of user layouts (DESIGN.md §7); episodes cycle through them
+    "auto_start": True,  # start an episode at launch (false: hold init pose until ~/reset)
+    "control_rate": 50.0,  # Hz, command application and /joint_states rate
+    "physics_dt": PHYSICS_DT,  # s, MuJoCo step
+    "real_time_factor": 1.0,  # 1.0 for deployment; > 1 for data generation
+    "controller_joints": list(RARM_JOINTS + LARM_JOINTS),  # forward_position_controller order
+    "command_topic": "/forward_position_controller/commands",
+    "trajectory_topic": "/joint_trajectory_controller/joint_trajectory",
+    "joint_states_topic": "/joint_states",
+    "episode_label": "",  # copied into episode markers (expert | suboptimal)
+    "episode_demonstrator": "",  # copied into episode markers
+}
+
+
+def pose_at(position) -> Pose:
+    pose = Pose()
+    pose.position.x, pose.position.y, pose.position.z = (float(v) for v in position)
+    pose.orientation.w = 1.0
+    return pose
+
+
+class SimNode(Node):
+    def __init__(self) -> None:
+        super().__init__("sim_node")
+        for name, default in PARAMETERS.items():
+            self.declare_parameter(name, default)
+        p = {name: self.get_parameter(name).value for name in PARAMETERS}
+        self.task = ReachingTask(suite=p["suite"], arm=p["arm"], seed=p["seed"])
+        self.task.model.opt.timestep = float(p["physics_dt"])
+        control_dt = 1.0 / float(p["control_rate"])
+        self.physics_steps = max(1, round(control_dt / float(p["physics_dt"])))
+        self.control_dt = self.physics_steps * float(p["physics_dt"])
+        if float(p["real_time_factor"]) <= 0:
+            raise UserError(f"real_time_factor must be > 0, got {p['real_time_factor']}")
+        self.controller_joints = list(p["controller_joints"])
+        unknown = [j for j in self.controller_joints if j not in ALL_JOINTS]
+        if unknown:
+            raise UserError(f"controller_joints: unknown joints {unknown}")
+        self.layouts = load_layouts(p["layouts_file"]) if p["layouts_file"] else []
+
+        self.joint_pub = self.create_publisher(JointState, p["joint_states_topic"], 10)
+        self.clock_pub = self.create_publisher(ClockMsg, "/clock", 10)
+        self.goal_pub = self.create_publisher(PoseStamped, "/task/goal", LATCHED)
+        self.goal_left_pub = self.create_publisher(PoseStamped, "/task/goal_left", LATCHED)
+        self.obstacles_pub = self.create_publisher(PoseArray, "/task/obstacles", LATCHED)
+        self.layout_pub = self.create_publisher(String, "/task/layout", LATCHED)
+        self.episode_pub = self.create_publisher(String, "/task/episode", LATCHED)
+        self.create_subscription(Float64MultiArray, p["command_topic"], self._on_command, 10)
+        self.create_subscription(JointTrajectory, p["trajectory_topic"], self._on_trajectory, 10)
+        self.create_service(Trigger, "~/reset", self._on_reset)
+        self.add_on_set_parameters_callback(self._check_parameters)
+
+        self.episode_index = -1
+        # MuJoCo's clock restarts at every reset; ROS time must never go backwards.
+        self.time_offset = 0.0
+        self.episode_running = False
+        self.pending_command: dict[str, float] | None = None
+        self.trajectory: TrajectoryInterpolator | None = None
+        self.task.reset(seed=p["seed"], layout=self.layouts[0] if self.layouts else None)
+        if p["auto_start"]:
+            self.start_episode()
+        # The sim owns time: its loop runs on the wall clock, scaled by real_time_factor.
+        self.timer = self.create_timer(
+            self.control_dt / float(p["real_time_factor"]), self.tick,
+            clock=Clock(clock_type=ClockType.STEADY_TIME),
+        )
+        self.get_logger().info(
+            f"MuJoCo NEXTAGE: arm {p['arm']}, suite {p['suite']}, {1 / self.control_dt:.0f} Hz "
+            f"control, {p['real_time_factor']}x real time"
+        )
+
+    # ----- parameters -----
+    def _check_parameters(self, params: list[Parameter]) -> SetParametersResult:
+        for param in params:
+            if param.name == "suite" and param.value not in self.task_suites():
+                return SetParametersResult(successful=False,
+                                           reason=f"unknown suite {param.value!r}")
+            if param.name == "seed" and (not isinstance(param.value, int) or param.value < 0):
+                return SetParametersResult(successful=False, reason="seed must be an int >= 0")
+        return SetParametersResult(successful=True)
+
+    @staticmethod
+    def task_suites() -> tuple[str, ...]:
+        from mberil_ros.sim.suites import SUITES
+
+        return tuple(SUITES)
+
+    # ----- episodes -----
+    def start_episode(self) -> dict:
+        if self.episode_running:
+            self._publish_marker("end", success=False, aborted=True)
+        suite = self.get_parameter("suite").value
+        seed = int(self.get_parameter("seed").value)
+        self.episode_index += 1
+        self.time_offset += self.task.time + self.control_dt
+        if self.layouts:
+            layout = self.layouts[self.episode_index % len(self.layouts)]
+            self.task.reset(layout=layout)
+        else:
+            if suite != self.task.suite.name:
+                self.task = self._task_for(suite)
+            self.task.reset(seed=seed)
+        self.set_parameters([Parameter("seed", value=seed + 1)])
+        self.pending_command = None
+        self.trajectory = None
+        self.episode_running = True
+        self.episode_info = {"episode": self.episode_index, "suite": self.task.episode.suite,
+                             "seed": seed, "time": self.sim_time(),
+                             "layout": episode_to_dict(self.task.episode)}
+        self._publish_task()
+        self._publish_marker("start")
+        self._publish_state()
+        return self.episode_info
+
+    def _task_for(self, suite: str) -> ReachingTask:
+        task = ReachingTask(suite=suite, arm=self.task.arm)
+        task.model.opt.timestep = self.task.model.opt.timestep
+        return task
+
+    def _on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        info = self.start_episode()
+        response.success = True
+        response.message = json.dumps(info)
+        return response
+
+    def _publish_marker(self, event: str, **extra: object) -> None:
+        marker = {
+            "event": event,
+            "episode": self.episode_index,
+            "label": self.get_parameter("episode_label").value,
+            "demonstrator": self.get_parameter("episode_demonstrator").value,
+            "suite": self.episode_info["suite"],
+            "seed": self.episode_info["seed"],
+            "time": self.sim_time(),
+            **extra,
+        }
+        self.episode_pub.publish(String(data=json.dumps(marker)))
+
+    def _publish_task(self) -> None:
+        stamp = self._stamp()
+        for side, pub in (("right", self.goal_pub), ("left", self.goal_left_pub)):
+            if side in self.task.goals:
+                msg = PoseStamped()
+                msg.header.stamp, msg.header.frame_id = stamp, "WAIST"
+                msg.pose = pose_at(self.task.goals[side])
+                pub.publish(msg)
+        obstacles = PoseArray()
+        obstacles.header.stamp, obstacles.header.frame_id = stamp, "WAIST"
+        obstacles.poses = [pose_at(ob.position) for ob in self.task.obstacles]
+        self.obstacles_pub.publish(obstacles)
+        self.layout_pub.publish(String(data=json.dumps(self.episode_info)))
+
+    # ----- commands -----
+    def _on_command(self, msg: Float64MultiArray) -> None:
+        values = list(msg.data)
+        if len(values) != len(self.controller_joints):
+            self.get_logger().error(
+                f"{self.get_parameter('command_topic').value}: {len(values)} values, expected "
+                f"{len(self.controller_joints)} ({', '.join(self.controller_joints)}); ignored",
+                throttle_duration_sec=1.0)
+            return
+        if not all(math.isfinite(v) for v in values):
+            self.get_logger().error("command contains NaN/inf: holding position",
+                                    throttle_duration_sec=1.0)
+            return
+        self.trajectory = None  # like switching to the forward controller
+        self.pending_command = dict(zip(self.controller_joints, values, strict=True))
+
+    def _on_trajectory(self, msg: JointTrajectory) -> None:
+        try:
+            self.trajectory = TrajectoryInterpolator.from_message(
+                msg, now=self.sim_time(), current=self.task.joint_targets())
+        except ValueError as exc:
+            self.get_logger().error(f"trajectory rejected: {exc}")
+            return
+        self.pending_command = None
+
+    # ----- loop -----
+    def tick(self) -> None:
+        if self.trajectory is not None:
+            target = self.trajectory.sample(self.sim_time() + self.control_dt)
+            self.task.set_joint_targets(target, dt=self.control_dt)
+        elif self.pending_command is not None:
+            self.task.set_joint_targets(self.pending_command, dt=self.control_dt)
+        self.task.advance(self.physics_steps)
+        self._publish_state()
+        if self.episode_running:
+            info = self.task.status()
+            if self.task.is_done(info):
+                self.episode_running = False
+                self._publish_marker("end", success=bool(info["success"]),
+                                     collision=bool(info["collision"]),
+                                     distance=float(info["distance"]))
+
+    def sim_time(self) -> float:
+        """Seconds since the node started, in simulated time (monotonic across episodes)."""
+        return self.time_offset + self.task.time
+
+    def _stamp(self):
+        return rclpy.time.Time(nanoseconds=round(self.sim_time() * 1e9)).to_msg()
+
+    def _publish_state(self) -> None:
+        stamp = self._stamp()
+        self.clock_pub.publish(ClockMsg(clock=stamp))
+        positions, velocities = self.task.joint_positions(), self.task.joint_velocities()
+        msg = JointState()
+        msg.header.stamp = stamp
+        msg.name = list(ALL_JOINTS)
+        msg.position = [float(positions[n]) for n in ALL_JOINTS]
+        msg.velocity = [float(velocities[n]) for n in ALL_JOINTS]
+        self.joint_pub.publish(msg)
+
+
+def main(args: list[str] | None = None) -> int:
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = SimNode()
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except UserError as exc:
+        print(f"sim_node: error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

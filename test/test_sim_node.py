@@ -1,0 +1,117 @@
+"""sim_node over DDS: state streaming, commands (forward and trajectory), reset, bad input."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+from ros_helpers import require_rclpy, spin_until, start_node, stop_node
+
+from mberil_ros.sim.trajectory import TrajectoryInterpolator
+
+require_rclpy()
+
+import rclpy  # noqa: E402
+from builtin_interfaces.msg import Duration  # noqa: E402
+from rclpy.qos import DurabilityPolicy, QoSProfile  # noqa: E402
+from rosgraph_msgs.msg import Clock  # noqa: E402
+from sensor_msgs.msg import JointState  # noqa: E402
+from std_msgs.msg import Float64MultiArray, String  # noqa: E402
+from std_srvs.srv import Trigger  # noqa: E402
+from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint  # noqa: E402
+
+ARM = [f"RARM_JOINT{i}" for i in range(6)] + [f"LARM_JOINT{i}" for i in range(6)]
+
+
+def trajectory(points: list[tuple[float, list[float]]], names=("RARM_JOINT0",)) -> JointTrajectory:
+    msg = JointTrajectory(joint_names=list(names))
+    for t, positions in points:
+        msg.points.append(JointTrajectoryPoint(
+            positions=positions, time_from_start=Duration(sec=int(t), nanosec=int(t % 1 * 1e9))))
+    return msg
+
+
+def test_trajectory_interpolation_like_the_controller():
+    interp = TrajectoryInterpolator.from_message(
+        trajectory([(1.0, [1.0]), (2.0, [3.0])]), now=10.0, current={"RARM_JOINT0": 0.0})
+    assert interp.sample(10.0)["RARM_JOINT0"] == 0.0  # starts from the held state
+    assert interp.sample(10.5)["RARM_JOINT0"] == pytest.approx(0.5)
+    assert interp.sample(11.5)["RARM_JOINT0"] == pytest.approx(2.0)
+    assert interp.sample(99.0)["RARM_JOINT0"] == pytest.approx(3.0)  # holds the last point
+    with pytest.raises(ValueError, match="not increasing"):
+        TrajectoryInterpolator.from_message(trajectory([(1.0, [1.0]), (0.5, [3.0])]), 0.0,
+                                            {"RARM_JOINT0": 0.0})
+    with pytest.raises(ValueError, match="unknown joints"):
+        TrajectoryInterpolator.from_message(trajectory([(1.0, [1.0])], names=("NOPE",)), 0.0,
+                                            {"RARM_JOINT0": 0.0})
+
+
+@pytest.fixture
+def sim(tmp_path):
+    proc = start_node("mberil_ros.nodes.sim_node", {"seed": 3, "real_time_factor": 2.0},
+                      tmp_path / "sim.log")
+    rclpy.init()
+    node = rclpy.create_node("sim_node_test")
+    yield node, proc, tmp_path / "sim.log"
+    node.destroy_node()
+    rclpy.shutdown()
+    assert stop_node(proc) == 0
+
+
+def test_sim_node_topics_commands_and_reset(sim):
+    node, proc, log = sim
+    states: list[JointState] = []
+    clocks: list[float] = []
+    markers: list[dict] = []
+    node.create_subscription(JointState, "/joint_states", states.append, 100)
+    node.create_subscription(Clock, "/clock",
+                             lambda m: clocks.append(m.clock.sec + m.clock.nanosec * 1e-9), 100)
+    latched = QoSProfile(depth=100, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    node.create_subscription(String, "/task/episode", lambda m: markers.append(json.loads(m.data)),
+                             latched)
+    commands = node.create_publisher(Float64MultiArray, "/forward_position_controller/commands", 10)
+    trajectories = node.create_publisher(
+        JointTrajectory, "/joint_trajectory_controller/joint_trajectory", 10)
+    assert spin_until(node, lambda: len(states) > 3), log.read_text()
+    assert len(states[-1].name) == 15 and len(states[-1].velocity) == 15
+    assert markers and markers[0]["event"] == "start"  # auto_start
+
+    def position(name: str) -> float:
+        return dict(zip(states[-1].name, states[-1].position, strict=True))[name]
+
+    # Forward command: move RARM_JOINT0 by +0.1 rad and hold the rest.
+    held = {n: position(n) for n in ARM}
+    goal = dict(held, RARM_JOINT0=held["RARM_JOINT0"] + 0.1)
+    for _ in range(40):
+        commands.publish(Float64MultiArray(data=[goal[n] for n in ARM]))
+        spin_until(node, lambda: False, timeout=0.02)
+    assert position("RARM_JOINT0") == pytest.approx(goal["RARM_JOINT0"], abs=5e-3)
+
+    # NaN and wrong-size commands are ignored: the arm holds.
+    before = position("RARM_JOINT0")
+    commands.publish(Float64MultiArray(data=[float("nan")] * 12))
+    commands.publish(Float64MultiArray(data=[0.0] * 5))
+    spin_until(node, lambda: False, timeout=0.5)
+    assert position("RARM_JOINT0") == pytest.approx(before, abs=2e-3)
+    assert "NaN" in log.read_text() and "expected 12" in log.read_text()
+
+    # Trajectory: RARM_JOINT1 to -0.3 over 0.4 s.
+    trajectories.publish(trajectory([(0.4, [-0.3])], names=("RARM_JOINT1",)))
+    spin_until(node, lambda: abs(position("RARM_JOINT1") + 0.3) < 5e-3, timeout=10)
+    assert position("RARM_JOINT1") == pytest.approx(-0.3, abs=5e-3)
+
+    # Reset: new episode at the next seed, time keeps running forward.
+    client = node.create_client(Trigger, "/sim_node/reset")
+    assert client.wait_for_service(timeout_sec=10)
+    future = client.call_async(Trigger.Request())
+    assert spin_until(node, future.done)
+    info = json.loads(future.result().message)
+    assert info["seed"] == 4 and info["episode"] == 1
+    assert info["layout"]["arm"] == "right"
+    t_reset = time.monotonic()
+    spin_until(node, lambda: time.monotonic() - t_reset > 0.3)
+    assert np.all(np.diff(clocks) > 0), "sim time must never go backwards"
+    events = [(m["event"], m["episode"]) for m in markers]
+    assert ("end", 0) in events and ("start", 1) in events
