@@ -16,7 +16,7 @@ timeout 300 python3 bench/gpu_build_mamba.py /tmp/msrc /tmp/mbuild > "$OUT/build
 echo "build rc=$? in $(( $(date +%s) - t0 )) s" | tee -a "$OUT/log.txt"
 grep -iE "error|built" "$OUT/build.log" | head -20; tail -3 "$OUT/build.log"
 export PYTHONPATH=/tmp/mbuild:/tmp/msrc:$PWD:$PWD/bench
-python3 -c "import selective_scan_cuda; from mberil_ros.models import mamba_ssm_available as a; print('mamba_ssm available:', a())" 2>&1 | tee -a "$OUT/log.txt"
+python3 -c "import torch, selective_scan_cuda; from mberil_ros.models import mamba_ssm_available as a; print('mamba_ssm available:', a())" 2>&1 | tee -a "$OUT/log.txt"
 python3 -m pytest -q -rs test/test_models_mamba.py test/test_models_scan.py 2>&1 | tail -8 | tee -a "$OUT/log.txt"
 python3 test/data/make_golden.py "$OUT" 2>&1 | tail -20 | tee -a "$OUT/log.txt"
 python3 bench/gpu_train_speed.py 2>&1 | tee -a "$OUT/log.txt"

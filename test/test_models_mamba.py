@@ -80,7 +80,10 @@ def test_cuda_fast_path_matches_portable_path():
     out_fast, out_port = mc(xc), mc(xc, impl="torch")
     torch.testing.assert_close(out_fast, out_port, rtol=6e-4, atol=2e-3)
     torch.testing.assert_close(out_fast.cpu(), ref.detach(), rtol=6e-4, atol=2e-3)
-    g_fast = torch.autograd.grad(out_fast.square().sum(), [xc, mc.A_log, mc.D])
-    g_port = torch.autograd.grad(out_port.square().sum(), [xc, mc.A_log, mc.D])
+    g = torch.randn_like(out_fast)
+    wrt = [xc, mc.A_log, mc.D, mc.dt_proj.bias, mc.x_proj.weight]
+    g_fast = torch.autograd.grad(out_fast, wrt, g)
+    g_port = torch.autograd.grad(out_port, wrt, g)
     for a, b in zip(g_fast, g_port, strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-3, atol=5e-3)
+        # parameter grads sum batch x length terms in different orders: compare to scale
+        torch.testing.assert_close(a, b, rtol=2e-3, atol=2e-3 * b.abs().max().item())
