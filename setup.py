@@ -24,6 +24,8 @@ setup(
     name=package_name,
     version="0.1.0",
     packages=find_packages(exclude=["test", "test.*", "bench"]),
+    # the CPU selective-scan kernel is compiled from this C source at first use
+    package_data={"mberil_ros.models": ["csrc/*.c"]},
     data_files=[
         ("share/ament_index/resource_index/packages", ["resource/" + package_name]),
         ("share/" + package_name, ["package.xml"]),
@@ -50,7 +52,7 @@ setup(
     extras_require={
         "ros": ros_wheels,
         "cuda": ["mamba-ssm>=2.2", "causal-conv1d>=1.4"],
-        "test": ["pytest>=7", "ruff>=0.5"],
+        "test": ["pytest>=7", "ruff>=0.5", "mambapy>=1.2"],  # mambapy: pure-torch Mamba oracle
     },
     zip_safe=True,
     maintainer="mberil_ros maintainers",

@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from mberil_ros.models import Mamba, MambaConfig
+from mberil_ros.models import Mamba, MambaConfig, _cpu_kernel
 from mberil_ros.models.selective_scan import kernel_available
 
 DATA = Path(__file__).parent / "data"
@@ -27,7 +27,7 @@ def load_golden():
 
 
 @pytest.mark.parametrize("impl", ["torch", pytest.param("kernel", marks=pytest.mark.skipif(
-    not kernel_available(), reason="no C compiler: the fused kernel cannot build here"))])
+    not kernel_available(), reason=f"fused kernel unavailable: {_cpu_kernel.build_error}"))])
 def test_portable_forward_and_grads_match_cuda_golden(impl):
     block, t = load_golden()
     x = t["x"].clone().requires_grad_()

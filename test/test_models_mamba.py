@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from mberil_ros.models import Mamba, MambaConfig, mamba_ssm_available
+from mberil_ros.models import Mamba, MambaConfig, _cpu_kernel, mamba_ssm_available
 from mberil_ros.models.selective_scan import kernel_available
 
 CFG = MambaConfig(d_model=24, d_state=8, d_conv=4, expand=2)
@@ -45,7 +45,7 @@ def test_init_follows_mamba_ssm():
 
 
 @pytest.mark.parametrize("impl", ["torch", pytest.param("kernel", marks=pytest.mark.skipif(
-    not kernel_available(), reason="no C compiler: the fused kernel cannot build here"))])
+    not kernel_available(), reason=f"fused kernel unavailable: {_cpu_kernel.build_error}"))])
 @pytest.mark.parametrize("fused_step", [True, False])
 def test_forward_equals_repeated_step(impl, fused_step):
     m = randomized()

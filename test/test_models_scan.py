@@ -6,11 +6,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mberil_ros.models import selective_scan
+from mberil_ros.models import _cpu_kernel, selective_scan
 from mberil_ros.models.selective_scan import TORCH_CHUNK, kernel_available
 
 IMPLS = ["torch", pytest.param("kernel", marks=pytest.mark.skipif(
-    not kernel_available(), reason="no C compiler: the fused kernel cannot build here"))]
+    not kernel_available(), reason=f"fused kernel unavailable: {_cpu_kernel.build_error}"))]
 
 
 def reference(u, delta, A, B, C, D, z, delta_bias):
@@ -77,7 +77,7 @@ def test_scan_stays_finite_on_long_sequences(impl):
 
 def test_kernel_and_fallback_agree_at_model_size():
     if not kernel_available():
-        pytest.skip("no C compiler: the fused kernel cannot build here")
+        pytest.skip(f"fused kernel unavailable: {_cpu_kernel.build_error}")
     xs = [t.float() for t in make_inputs(4, 45, 64, 16, seed=7)]
     torch.testing.assert_close(selective_scan(*xs, impl="kernel"),
                                selective_scan(*xs, impl="torch"), rtol=1e-4, atol=1e-5)
