@@ -22,7 +22,7 @@ ARGUMENTS = {
     "arm": ("right", "right | left | both"),
     "expert_episodes": ("10", "episodes by the scripted expert (label: expert)"),
     "suboptimal_episodes": ("5", "episodes by the sub-optimal demonstrators (label: suboptimal)"),
-    "real_time_factor": ("1.0", "sim speed: 1.0 = wall-clock real time, >1 faster"),
+    "real_time_factor": ("10.0", "upper bound on sim speed (lockstep with the demonstrator)"),
 }
 
 
@@ -43,6 +43,7 @@ def generate_launch_description() -> LaunchDescription:
             "arm": cfg["arm"],
             "real_time_factor": cfg["real_time_factor"],
             "auto_start": False,  # episodes start when the demonstrator resets the sim
+            "lockstep": True,  # each recorded state is paired with the command computed from it
         }],
     )
     recorder = Node(

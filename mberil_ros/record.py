@@ -28,7 +28,7 @@ DEFAULTS = {
     "seed": 0,
     "arm": "right",
     "storage": "mcap",
-    "real_time_factor": 4.0,
+    "real_time_factor": 10.0,
 }
 PROGRESS_PREFIX = "[mberil-progress]"
 
@@ -43,7 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--arm", help="right | left | both (default right)")
     parser.add_argument("--storage", choices=["mcap", "sqlite3"], help="default mcap")
     parser.add_argument("--real-time-factor", type=float, dest="real_time_factor",
-                        help="sim speed relative to wall clock (default 4.0)")
+                        help="upper bound on sim speed relative to wall clock; the sim "
+                        "runs in lockstep with the demonstrator (default 10)")
     parser.add_argument("--log-dir", type=Path, help="where node logs go (default OUTPUT.logs)")
 
 
@@ -125,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
         return proc
 
     start("sim_node", {**common, "real_time_factor": options["real_time_factor"],
-                       "auto_start": False})
+                       "auto_start": False, "lockstep": True})
     start("recorder_node", {"output": str(output), "storage": options["storage"],
                             "use_sim_time": True})
     demo = start(

@@ -31,7 +31,10 @@ def _subscribers(node, topic: str) -> set[str]:
 def test_recorded_episodes_convert_to_what_was_commanded_and_published(tmp_path):
     bag, dataset = tmp_path / "bag", tmp_path / "dataset"
     sim = start_node("mberil_ros.nodes.sim_node",
-                     {"auto_start": False, "real_time_factor": 3.0, "seed": 7},
+                     # The idle pose before the first reset comes from another seed than
+                     # the episodes, so idle states cannot be mistaken for episode states.
+                     {"auto_start": False, "real_time_factor": 10.0, "seed": 1000,
+                      "lockstep": True},
                      tmp_path / "sim.log")
     recorder = start_node("mberil_ros.nodes.recorder_node",
                           {"output": str(bag), "use_sim_time": True}, tmp_path / "recorder.log")
@@ -68,10 +71,11 @@ def test_recorded_episodes_convert_to_what_was_commanded_and_published(tmp_path)
     finally:
         if demonstrator is not None:
             stop_node(demonstrator)
-        assert stop_node(recorder) == 0, (tmp_path / "recorder.log").read_text()
+        recorder_code = stop_node(recorder)
         stop_node(sim)
         node.destroy_node()
         rclpy.shutdown()
+    assert recorder_code == 0, (tmp_path / "recorder.log").read_text()
 
     ends = [m for m in markers if m["event"] == "end"]
     assert [m["demonstrator"] for m in ends] == ["expert", "expert", "noisy"]
@@ -89,14 +93,19 @@ def test_recorded_episodes_convert_to_what_was_commanded_and_published(tmp_path)
         assert len(episode) > 5
         # Every action is one of the commands sent, in order; every state one the sim sent.
         last_cmd = last_state = -1
+        offsets = set()
         for obs, action in zip(episode.observation, episode.action, strict=True):
             cmd_hits = np.flatnonzero(np.all(np.abs(commanded - action) < 1e-5, axis=1))
             state_hits = np.flatnonzero(
                 np.all(np.abs(published - obs[RIGHT.qpos.start:RIGHT.qvel.stop]) < 1e-5, axis=1))
             assert cmd_hits.size, f"episode {episode.index}: action {action} never commanded"
             assert state_hits.size, f"episode {episode.index}: state {obs[:12]} never published"
-            last_cmd = max(last_cmd, cmd_hits[cmd_hits >= last_cmd].min())
+            last_cmd = cmd_hits[cmd_hits > last_cmd].min()  # one new command per tick
             last_state = state_hits[state_hits > last_state].min()  # states strictly advance
+            offsets.add(int(last_state - last_cmd))
+        # Lockstep: the k-th state of an episode is paired with the k-th command (the one
+        # computed from it), so the offset between the two streams never changes.
+        assert len(offsets) == 1, f"episode {episode.index}: state/action pairing drifts"
         goal = episode.meta.get("goal")
         if goal is not None:
             expected = np.tile(goal, (len(episode), 1))

@@ -79,6 +79,7 @@ class DemonstratorNode(Node):
         self.hold: dict[str, float] = {}
         self.goals: dict[str, list[float]] = {}
         self.episode_start = 0.0
+        self.last_state: JointState | None = None
         self.obstacles: list = []
         self.finished = False
         self.results: list[dict] = []
@@ -128,6 +129,10 @@ class DemonstratorNode(Node):
         self.hold = {}
         self.episode_start = float(info["time"])
         self.episode_id = int(info["episode"])
+        # The sim published the episode's first state before answering; it may already be
+        # here. Answer it now (in lockstep the sim waits for this command).
+        if self.last_state is not None:
+            self._on_joint_states(self.last_state)
 
     def _on_marker(self, msg: String) -> None:
         marker = json.loads(msg.data)
@@ -143,11 +148,13 @@ class DemonstratorNode(Node):
 
     # ----- control -----
     def _on_joint_states(self, msg: JointState) -> None:
-        if self.episode_id is None or self.demonstrator is None:
-            return
         stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+        if self.episode_id is None or self.demonstrator is None:
+            self.last_state = msg
+            return
         if stamp < self.episode_start - 1e-6:  # a state from before the reset, still in flight
             return
+        self.last_state = None
         positions = dict(zip(msg.name, msg.position, strict=True))
         velocities = dict(zip(msg.name, msg.velocity, strict=True))
         if not self.hold:  # joints the demonstrator does not move keep their episode start

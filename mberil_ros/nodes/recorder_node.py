@@ -4,6 +4,12 @@ Subscriptions are raw (the bytes are written as received) and created as soon as
 publisher is discovered, with the publisher's durability so latched task topics are not
 missed. Ctrl-C / SIGTERM close the bag, leaving it readable.
 
+Timestamps (parameter `timestamps`):
+- `source` (default): the time the publisher sent the message. With use_sim_time, that send
+  time is mapped to the sim time of the latest /clock sent before it (see
+  mberil_ros/data/sim_time_stamps.py), which keeps each command with the state it answered.
+- `receive`: the node clock when the message arrived (what `ros2 bag record` does).
+
     ros2 run mberil_ros recorder_node --ros-args -p output:=demos/bag_000 -p storage:=mcap
 """
 
@@ -11,13 +17,17 @@ from __future__ import annotations
 
 import importlib
 import sys
+import time
 
 import rclpy
+from rclpy.clock import Clock, ClockType
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from rosgraph_msgs.msg import Clock as ClockMsg
 
 from mberil_ros.data.bag_recording import BagRecording
+from mberil_ros.data.sim_time_stamps import SimTimeStamper
 from mberil_ros.errors import UserError
 
 DEFAULT_TOPICS = [
@@ -25,9 +35,19 @@ DEFAULT_TOPICS = [
     "/forward_position_controller/commands",
     "/joint_trajectory_controller/joint_trajectory",
     "/task/goal",
+    "/task/goal_left",
     "/task/obstacles",
     "/task/episode",
 ]
+
+PARAMETERS = {
+    "output": "",  # bag folder to write (must not exist)
+    "storage": "mcap",  # mcap | sqlite3
+    "topics": DEFAULT_TOPICS,
+    "distro": "ROS2_KILTED",  # rosbags typestore for message definitions and type hashes
+    "timestamps": "source",  # source | receive
+    "discovery_period": 0.2,  # s (wall) between looks for the configured topics
+}
 
 
 def message_class(msgtype: str) -> type:
@@ -38,33 +58,35 @@ def message_class(msgtype: str) -> type:
 class RecorderNode(Node):
     def __init__(self) -> None:
         super().__init__("recorder_node")
-        self.declare_parameter("output", "")
-        self.declare_parameter("storage", "mcap")
-        self.declare_parameter("topics", DEFAULT_TOPICS)
-        self.declare_parameter("distro", "ROS2_KILTED")
-        self.declare_parameter("discovery_period", 0.2)  # s, wall time
-
-        output = self.get_parameter("output").value
-        if not output:
+        for name, default in PARAMETERS.items():
+            self.declare_parameter(name, default)
+        p = {name: self.get_parameter(name).value for name in PARAMETERS}
+        if not p["output"]:
             raise UserError("parameter 'output' (bag folder to write) is required")
-        self.topics: list[str] = list(self.get_parameter("topics").value)
-        self.bag = BagRecording(
-            output, self.get_parameter("storage").value, self.get_parameter("distro").value
-        )
+        if p["timestamps"] not in ("source", "receive"):
+            raise UserError(f"parameter 'timestamps' must be source or receive, "
+                            f"got {p['timestamps']!r}")
+        self.topics: list[str] = list(p["topics"])
+        self.bag = BagRecording(p["output"], p["storage"], p["distro"])
+        self.stamp_mode = p["timestamps"]
+        sim_time = self.get_parameter("use_sim_time").value
+        self.stamper = SimTimeStamper() if self.stamp_mode == "source" and sim_time else None
         self._recorded: dict[str, object] = {}
-        # A wall-clock timer: discovery must work before the first /clock message arrives.
-        from rclpy.clock import Clock, ClockType
-
-        self._discovery_timer = self.create_timer(
-            self.get_parameter("discovery_period").value,
-            self._discover,
-            clock=Clock(clock_type=ClockType.STEADY_TIME),
-        )
-        self.get_logger().info(f"recording {self.topics} to {output}")
+        self._clock_subscription = None
+        # Wall-clock timers: discovery must work before the first /clock message arrives.
+        wall = Clock(clock_type=ClockType.STEADY_TIME)
+        self.create_timer(p["discovery_period"], self._discover, clock=wall)
+        if self.stamper is not None:
+            self.create_timer(0.1, self._expire, clock=wall)
+        self.get_logger().info(f"recording {self.topics} to {p['output']} "
+                               f"({self.stamp_mode} timestamps)")
         self._discover()
 
     def _discover(self) -> None:
         available = dict(self.get_topic_names_and_types())
+        if self.stamper is not None and self._clock_subscription is None and "/clock" in available:
+            self._clock_subscription = self.create_subscription(
+                ClockMsg, "/clock", self._on_clock, self._qos_for("/clock"))
         for topic in self.topics:
             if topic in self._recorded or topic not in available:
                 continue
@@ -94,12 +116,30 @@ class RecorderNode(Node):
         )
 
     def _make_callback(self, topic: str):
-        def callback(data: bytes) -> None:
-            self.bag.write(topic, self.get_clock().now().nanoseconds, data)
+        def callback(data: bytes, info) -> None:
+            if self.stamper is not None:
+                self._write(self.stamper.push(topic, info["source_timestamp"], data))
+            elif self.stamp_mode == "source":
+                self.bag.write(topic, info["source_timestamp"], data)
+            else:
+                self.bag.write(topic, self.get_clock().now().nanoseconds, data)
 
         return callback
 
+    def _on_clock(self, msg: ClockMsg, info) -> None:
+        sim_ns = msg.clock.sec * 1_000_000_000 + msg.clock.nanosec
+        self._write(self.stamper.on_clock(info["source_timestamp"], sim_ns))
+
+    def _expire(self) -> None:
+        self._write(self.stamper.expire(time.time_ns()))
+
+    def _write(self, releases) -> None:
+        for topic, stamp, data in releases:
+            self.bag.write(topic, stamp, data)
+
     def close(self) -> None:
+        if self.stamper is not None:
+            self._write(self.stamper.flush())
         self.bag.close()
         counts = ", ".join(f"{t}: {n}" for t, n in self.bag.counts.items())
         # print, not the ROS logger: on Ctrl-C the context is already shut down here.

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+import time
 
 import rclpy
 from geometry_msgs.msg import Pose, PoseArray, PoseStamped
@@ -51,6 +52,11 @@ PARAMETERS = {
     "control_rate": 50.0,  # Hz, command application and /joint_states rate
     "physics_dt": PHYSICS_DT,  # s, MuJoCo step
     "real_time_factor": 1.0,  # 1.0 for deployment; > 1 for data generation
+    # Data generation: during an episode, advance only once a command answered the last
+    # published state (or after lockstep_timeout s of wall time), so every recorded state is
+    # paired with the command computed from it, whatever the machine's load.
+    "lockstep": False,
+    "lockstep_timeout": 1.0,
     "controller_joints": list(RARM_JOINTS + LARM_JOINTS),  # forward_position_controller order
     "command_topic": "/forward_position_controller/commands",
     "trajectory_topic": "/joint_trajectory_controller/joint_trajectory",
@@ -104,6 +110,12 @@ class SimNode(Node):
         self.episode_running = False
         self.pending_command: dict[str, float] | None = None
         self.trajectory: TrajectoryInterpolator | None = None
+        self.lockstep = bool(p["lockstep"])
+        self.lockstep_timeout = float(p["lockstep_timeout"])
+        self.commands_received = 0
+        self.end_info: dict | None = None  # lockstep: episode over, end not yet announced
+        self.commands_at_last_state = 0
+        self.last_state_wall = time.monotonic()
         self.task.reset(seed=p["seed"], layout=self.layouts[0] if self.layouts else None)
         if p["auto_start"]:
             self.start_episode()
@@ -152,6 +164,7 @@ class SimNode(Node):
         self.pending_command = None
         self.trajectory = None
         self.episode_running = True
+        self.end_info = None
         self.episode_info = {"episode": self.episode_index, "suite": self.task.episode.suite,
                              "seed": seed, "time": self.sim_time(),
                              "layout": episode_to_dict(self.task.episode)}
@@ -213,6 +226,7 @@ class SimNode(Node):
             return
         self.trajectory = None  # like switching to the forward controller
         self.pending_command = dict(zip(self.controller_joints, values, strict=True))
+        self.commands_received += 1
 
     def _on_trajectory(self, msg: JointTrajectory) -> None:
         try:
@@ -222,9 +236,19 @@ class SimNode(Node):
             self.get_logger().error(f"trajectory rejected: {exc}")
             return
         self.pending_command = None
+        self.commands_received += 1
 
     # ----- loop -----
     def tick(self) -> None:
+        if self.lockstep and self.episode_running and not self._answered():
+            return
+        if self.end_info is not None:
+            # Lockstep: the demonstrator has answered the final state; that answer is not
+            # applied, and only now the end is announced, so no command of this episode is
+            # still in flight when the next one starts.
+            self.pending_command = None
+            self._end_episode(self.end_info)
+            return
         if self.trajectory is not None:
             target = self.trajectory.sample(self.sim_time() + self.control_dt)
             self.task.set_joint_targets(target, dt=self.control_dt)
@@ -235,10 +259,26 @@ class SimNode(Node):
         if self.episode_running:
             info = self.task.status()
             if self.task.is_done(info):
-                self.episode_running = False
-                self._publish_marker("end", success=bool(info["success"]),
-                                     collision=bool(info["collision"]),
-                                     distance=float(info["distance"]))
+                if self.lockstep:
+                    self.end_info = info
+                else:
+                    self._end_episode(info)
+
+    def _end_episode(self, info: dict) -> None:
+        self.episode_running = False
+        self.end_info = None
+        self._publish_marker("end", success=bool(info["success"]),
+                             collision=bool(info["collision"]), distance=float(info["distance"]))
+
+    def _answered(self) -> bool:
+        """Lockstep: has a command arrived since the last state, or has the wait timed out?"""
+        if self.commands_received > self.commands_at_last_state:
+            return True
+        if time.monotonic() - self.last_state_wall < self.lockstep_timeout:
+            return False
+        self.get_logger().warn(f"lockstep: no command for {self.lockstep_timeout} s, "
+                               "stepping with the last one", throttle_duration_sec=5.0)
+        return True
 
     def sim_time(self) -> float:
         """Seconds since the node started, in simulated time (monotonic across episodes)."""
@@ -257,6 +297,8 @@ class SimNode(Node):
         msg.position = [float(positions[n]) for n in ALL_JOINTS]
         msg.velocity = [float(velocities[n]) for n in ALL_JOINTS]
         self.joint_pub.publish(msg)
+        self.commands_at_last_state = self.commands_received
+        self.last_state_wall = time.monotonic()
 
 
 def main(args: list[str] | None = None) -> int:
