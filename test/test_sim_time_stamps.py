@@ -8,11 +8,11 @@ from mberil_ros.data.sim_time_stamps import SimTimeStamper
 def test_command_processed_after_next_clock_keeps_its_tick():
     s = SimTimeStamper()
     assert s.on_clock(source_ns=100, sim_ns=20_000_000) == []
-    assert s.push("/joint_states", 110, b"state_k") == [("/joint_states", 20_000_000, b"state_k")]
+    assert s.push("/joint_states", 110, b"state_k") == []  # held until a later clock
     # The command answering state_k was sent at 150, but arrives after the clock of tick k+1
     # (sent at 160): a "last received clock" stamp would say tick k+1.
     released = s.on_clock(source_ns=160, sim_ns=40_000_000)
-    assert released == []
+    assert released == [("/joint_states", 20_000_000, b"state_k")]
     assert s.push("/commands", 150, b"cmd_k") == [("/commands", 20_000_000, b"cmd_k")]
 
 
