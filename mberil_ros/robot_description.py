@@ -20,10 +20,13 @@ HARDWARE_CHOICES = ("mock", "gazebo", "real")
 
 
 def expand_xacro(path: str | Path | None = None, **args: str) -> str:
-    """Expand a xacro file to URDF text; ``args`` are xacro args (``hardware='mock'``...)."""
+    """Expand a xacro file to URDF text (a plain .urdf is read as it is); ``args`` are xacro
+    args (``hardware='mock'``...)."""
     path = Path(path) if path is not None else urdf_xacro()
     if not path.is_file():
         raise UserError(f"{path}: URDF/xacro file not found")
+    if not path.name.endswith(".xacro"):
+        return path.read_text()
     import xacro  # deferred: only needed here, and its import is slowish
 
     try:

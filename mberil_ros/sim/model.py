@@ -18,6 +18,7 @@ import numpy as np
 
 from mberil_ros.errors import UserError
 from mberil_ros.paths import urdf_xacro
+from mberil_ros.robot_description import RobotDescription, expand_xacro
 from mberil_ros.sim.spaces import ALL_JOINTS, MAX_OBSTACLES, PHYSICS_DT
 
 # init_rtm, the usual ready pose (shared/reference/nextage.md "Named poses").
@@ -65,20 +66,8 @@ def obstacle_geom_names(slot: int) -> tuple[str, str]:
 
 def expand_urdf(path: str | Path | None = None) -> str:
     """Expand the xacro (or read a plain URDF) and return URDF text ready for MuJoCo."""
-    import xacro  # imported here: only model building needs it
-
     path = Path(path) if path is not None else urdf_xacro()
-    if not path.is_file():
-        raise UserError(f"URDF file not found: {path}")
-    try:
-        if path.name.endswith(".xacro"):
-            text = xacro.process_file(str(path)).toxml()
-        else:
-            text = path.read_text()
-    except Exception as exc:  # noqa: BLE001 - xacro raises many types; report them in one line
-        raise UserError(
-            f"cannot expand {path}: {str(exc).splitlines()[0] if str(exc) else exc}"
-        ) from None
+    text = expand_xacro(path)
     text = re.sub(r"<ros2_control\b.*?</ros2_control>", "", text, flags=re.S)
     text = re.sub(r"<gazebo\b.*?</gazebo>", "", text, flags=re.S)
     # fusestatic=false keeps every URDF link as its own body (the hand sites need them).
@@ -173,12 +162,5 @@ def urdf_velocity_limits(urdf_path: str | None = None) -> dict[str, float]:
 
 @functools.lru_cache(maxsize=4)
 def _velocity_limits(urdf_path: str | None) -> dict[str, float]:
-    import xml.etree.ElementTree as ET
-
-    root = ET.fromstring(expand_urdf(urdf_path))
-    limits = {}
-    for joint in root.iter("joint"):
-        lim = joint.find("limit")
-        if lim is not None and "velocity" in lim.attrib:
-            limits[joint.attrib["name"]] = float(lim.attrib["velocity"])
-    return limits
+    robot = RobotDescription(expand_xacro(urdf_path), source=str(urdf_path or urdf_xacro()))
+    return {name: j.velocity for name, j in robot.joints.items() if j.velocity > 0}
