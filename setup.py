@@ -65,6 +65,7 @@ setup(
             "recorder_node = mberil_ros.nodes.recorder_node:main",
             "sim_node = mberil_ros.nodes.sim_node:main",
             "demonstrator_node = mberil_ros.nodes.demonstrator_node:main",
+            "trainer_node = mberil_ros.nodes.trainer_node:main",
         ],
     },
 )

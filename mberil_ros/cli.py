@@ -19,6 +19,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("mberil_ros.sim.demo", "end-to-end demo on the embedded MuJoCo NEXTAGE"),
     "sim-demo": ("mberil_ros.sim.demo", "run the scripted demonstrators on each task suite"),
     "record": ("mberil_ros.record", "run sim + demonstrator + recorder, write a rosbag2"),
+    "train": ("mberil_ros.algos.train_cli", "train Offline-MB-ERIL or BC from a dataset"),
     "convert": ("mberil_ros.data.convert_cli", "rosbag2 (MCAP/sqlite3) and ROS 1 bags -> dataset"),
 }
 

@@ -1,0 +1,287 @@
+"""The training runner: run folder, loop, logging, evaluation, checkpoints, resume, DDP.
+
+    runs/NAME/config.yaml            the resolved config (resume reads it back)
+    runs/NAME/metrics.jsonl          one row per logged step (rank 0)
+    runs/NAME/events.out.tfevents.*  TensorBoard scalars
+    runs/NAME/eval/00000200.json     held-out metrics per evaluation
+    runs/NAME/checkpoints/...        see checkpoint.py
+
+Algorithms stay unaware of all this (base.py). Only rank 0 writes files; all ranks take the
+same optimizer steps (distributed.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+
+import torch
+import yaml
+
+from mberil_ros.algos import checkpoint as ckpt
+from mberil_ros.algos.base import no_grad_sync
+from mberil_ros.algos.distributed import (
+    DistInfo,
+    average_gradients,
+    broadcast_from_main,
+    broadcast_modules,
+    gather_objects,
+    init_distributed,
+    parameters_identical,
+)
+from mberil_ros.algos.train_config import TrainConfig, algorithm_classes, load_train_config
+from mberil_ros.errors import UserError
+
+ProgressCallback = Callable[[int, dict[str, float]], None]
+
+
+@dataclasses.dataclass
+class Summary:
+    run_dir: Path
+    step: int
+    best_step: int | None
+    best_nll_pi: float | None
+    last_eval: dict[str, float]
+    stopped_early: bool
+    interrupted: bool
+    seconds: float
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"device: {name} requested but CUDA is not available")
+    return device
+
+
+def default_run_name(cfg: TrainConfig) -> str:
+    backbone = getattr(cfg.algo, "backbone", "")
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    return "-".join(p for p in (cfg.run.algorithm, backbone, stamp) if p)
+
+
+class TrainingRun:
+    """One training job. ``should_stop`` is polled every step (the trainer node's shutdown);
+    ``on_progress(step, scalars)`` is called after each logged step and evaluation."""
+
+    def __init__(self, cfg: TrainConfig, run_dir: Path, resume: bool = False,
+                 should_stop: Callable[[], bool] = lambda: False,
+                 on_progress: ProgressCallback | None = None) -> None:
+        self.cfg = cfg
+        self.run_dir = run_dir
+        self.resume = resume
+        self.should_stop = should_stop
+        self.on_progress = on_progress
+
+    # ----- set-up -----
+    def _setup(self) -> None:
+        run = self.cfg.run
+        self.device = pick_device(run.device)
+        self.dist: DistInfo = init_distributed(self.device)
+        if self.device.type == "cuda" and self.dist.enabled:
+            self.device = torch.device("cuda", self.dist.local_rank)
+        if run.num_threads:
+            torch.set_num_threads(run.num_threads)
+        if run.deterministic:
+            torch.use_deterministic_algorithms(True)
+        seed = run.seed + 1000 * self.dist.rank
+        torch.manual_seed(seed)
+
+        from mberil_ros.data.dataset import Dataset
+
+        if not Path(run.dataset).is_dir():
+            raise UserError(f"dataset: {run.dataset}: not a folder")
+        dataset = Dataset(run.dataset)
+        _, algo_cls = algorithm_classes(run.algorithm)
+        try:
+            self.algo = algo_cls(self.cfg.algo, dataset, self.device, seed)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+        self.algo.grad_sync = no_grad_sync
+        if self.dist.enabled:
+            broadcast_modules(self.algo.modules().values())
+            self.algo.grad_sync = average_gradients(self.dist.world_size)
+
+        self.step = 0
+        self.best_nll: float | None = None
+        self.best_step: int | None = None
+        self.evals_since_best = 0
+        if self.resume:
+            self._load(ckpt.resolve(self.run_dir))
+
+        self.writer = None
+        if self.dist.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / "eval").mkdir(exist_ok=True)
+            config_text = yaml.safe_dump(self.cfg.to_dict(), sort_keys=False)
+            tmp = self.run_dir / ".config.yaml.tmp"
+            tmp.write_text(config_text)
+            tmp.replace(self.run_dir / "config.yaml")
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(self.run_dir), purge_step=self.step + 1)
+            self.metrics = (self.run_dir / "metrics.jsonl").open("a")
+
+    def _load(self, checkpoint: Path) -> None:
+        modules = self.algo.modules()
+        ckpt.load_modules(modules, ckpt.load_weights(checkpoint), checkpoint)
+        state = ckpt.load_training_state(checkpoint)
+        for name, optimizer in self.algo.optimizers().items():
+            optimizer.load_state_dict(state["optimizers"][name])
+        ranks = state["ranks"]
+        mine = ranks[self.dist.rank] if self.dist.rank < len(ranks) else None
+        if mine is not None:
+            ckpt.set_rng_state(mine["rng"])
+            self.algo.load_state(mine["algo"])
+        self.step = int(state["step"])
+        self.best_nll = state.get("best_nll_pi")
+        self.best_step = state.get("best_step")
+        self.evals_since_best = int(state.get("evals_since_best", 0))
+        if self.dist.is_main:
+            print(f"resumed from {checkpoint} at step {self.step}")
+
+    # ----- loop -----
+    def run(self) -> Summary:
+        start = time.monotonic()
+        self._setup()
+        run = self.cfg.run
+        if self.dist.is_main:
+            batch = getattr(self.cfg.algo, "batch_size", None)
+            if batch is not None:
+                print(f"effective batch: {batch} x {self.dist.world_size} process(es) = "
+                      f"{batch * self.dist.world_size} sequences per step")
+        bar = None
+        if self.dist.is_main and run.progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=run.steps, initial=self.step, desc="training", unit="step",
+                       dynamic_ncols=True)
+        last_eval: dict[str, float] = {}
+        stopped_early = interrupted = False
+        try:
+            while self.step < run.steps:
+                if self.should_stop():
+                    interrupted = True
+                    break
+                self.step += 1
+                scalars = self.algo.train_step(self.step)
+                if self.step % run.log_every == 0:
+                    self._log(scalars, "train")
+                    if bar is not None:
+                        bar.set_postfix({k: f"{v:.3g}" for k, v in list(scalars.items())[:4]})
+                if bar is not None:
+                    bar.update(1)
+                if self.step % run.eval_every == 0 or self.step == run.steps:
+                    last_eval = self._evaluate()
+                    if (run.early_stopping_patience
+                            and self.evals_since_best >= run.early_stopping_patience):
+                        stopped_early = True
+                if self.step % run.checkpoint_every == 0 or stopped_early:
+                    self._checkpoint()
+                if stopped_early:
+                    break
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:
+            if bar is not None:
+                bar.close()
+        if self.step % run.checkpoint_every != 0 and not stopped_early:
+            self._checkpoint()  # the final (or interrupted) state is never lost
+        if self.writer is not None:
+            self.writer.close()
+            self.metrics.close()
+        return Summary(self.run_dir, self.step, self.best_step, self.best_nll, last_eval,
+                       stopped_early, interrupted, time.monotonic() - start)
+
+    def _log(self, scalars: dict[str, float], group: str) -> None:
+        if self.on_progress is not None:
+            self.on_progress(self.step, {f"{group}/{k}": v for k, v in scalars.items()})
+        if not self.dist.is_main:
+            return
+        for key, value in scalars.items():
+            self.writer.add_scalar(f"{group}/{key}", value, self.step)
+        row = {"step": self.step, "group": group, **{k: float(v) for k, v in scalars.items()}}
+        self.metrics.write(json.dumps(row) + "\n")
+        self.metrics.flush()
+
+    def _evaluate(self) -> dict[str, float]:
+        metrics = {k: float(v) for k, v in self.algo.evaluate().items()}
+        # Every rank must take the same best-checkpoint and early-stopping decisions (they
+        # involve collectives): rank 0's numbers decide.
+        metrics = broadcast_from_main(metrics, self.dist)
+        nll = metrics.get("nll_pi")
+        improved = nll is not None and math.isfinite(nll) and (
+            self.best_nll is None or nll < self.best_nll)
+        if improved:
+            self.best_nll, self.best_step, self.evals_since_best = nll, self.step, 0
+            self._checkpoint(best=True)
+        else:
+            self.evals_since_best += 1
+        self._log(metrics, "eval")
+        if self.dist.is_main:
+            path = self.run_dir / "eval" / f"{ckpt.step_dir_name(self.step)}.json"
+            path.write_text(json.dumps({"step": self.step, **metrics}, indent=2))
+        return metrics
+
+    def _checkpoint(self, best: bool = False) -> None:
+        modules = self.algo.modules()
+        per_rank = gather_objects({"rng": ckpt.rng_state(), "algo": self.algo.state()},
+                                  self.dist)
+        if self.dist.enabled and not parameters_identical(modules.values()):
+            raise RuntimeError("distributed ranks hold different weights: gradient "
+                               "averaging failed")
+        if not self.dist.is_main:
+            return
+        root = self.run_dir / "checkpoints"
+        if (root / ckpt.step_dir_name(self.step) / ckpt.WEIGHTS).is_file():
+            if best:
+                ckpt.point(root, "best", ckpt.step_dir_name(self.step))
+            return
+        policy, policy_config = self.algo.export_policy()
+        policy_config = dict(policy_config)
+        policy_config.setdefault("weights_prefix", next(
+            (name for name, m in modules.items() if m is policy), "policy"))
+        if policy_config["weights_prefix"] not in modules:
+            modules = {**modules, policy_config["weights_prefix"]: policy}
+        normalization = policy_config.pop("normalization", {})
+        state = {
+            "step": self.step,
+            "optimizers": {n: o.state_dict() for n, o in self.algo.optimizers().items()},
+            "ranks": per_rank,
+            "best_nll_pi": self.best_nll,
+            "best_step": self.best_step,
+            "evals_since_best": self.evals_since_best,
+            "world_size": self.dist.world_size,
+        }
+        ckpt.save_checkpoint(self.run_dir, self.step, modules, policy_config, normalization,
+                             state)
+        if best:
+            ckpt.point(root, "best", ckpt.step_dir_name(self.step))
+        ckpt.prune(self.run_dir, self.cfg.run.keep_checkpoints)
+
+
+def prepare_run(config: Path | None, overrides: list[str],
+                resume: Path | None) -> tuple[TrainConfig, Path]:
+    """Resolve the config and the run folder for a new or resumed run."""
+    if resume is not None:
+        saved = resume / "config.yaml"
+        if not saved.is_file():
+            raise UserError(f"{resume}: not a run folder (no config.yaml)")
+        base = yaml.safe_load(saved.read_text())
+        cfg = load_train_config(None, overrides, base=base)
+        return cfg, resume
+    cfg = load_train_config(config, overrides)
+    name = cfg.run.name or default_run_name(cfg)
+    run_dir = Path(cfg.run.output_dir) / name
+    if (run_dir / "checkpoints").exists():
+        raise UserError(f"{run_dir}: run folder already has checkpoints "
+                        f"(resume with --resume {run_dir}, or pick another name=)")
+    cfg.run.name = name
+    return cfg, run_dir
