@@ -1,0 +1,135 @@
+"""Behaviour cloning: maximum likelihood of the expert's actions, the baseline to beat
+(ALGORITHM.md §7) and Offline-MB-ERIL's policy warm start.
+
+    L_BC = -E_{D_E}[ln pi(u_t | h_t)]   over every step of whole expert episodes
+
+With ``network.backbone: mamba`` h_t is the history from the episode start (Decision Mamba
+tokens, Ota 2024); with ``mlp`` it is x_t alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from mberil_ros.algos.base import no_grad_sync
+from mberil_ros.algos.common import (
+    NetworkConfig,
+    config_from_dict,
+    generator_state,
+    make_optimizer,
+    nested,
+    seeded,
+)
+from mberil_ros.algos.data import Batch, DataConfig, OfflineData, masked_mean
+from mberil_ros.models.config import PolicyConfig, to_dict
+from mberil_ros.models.heads import TanhGaussianPolicy
+
+
+@dataclass
+class BCConfig:
+    """Behaviour cloning hyperparameters."""
+
+    network: NetworkConfig = field(default_factory=NetworkConfig)  # policy sizes, backbone
+    data: DataConfig = field(default_factory=DataConfig)  # split / normalization
+    lr: float = 3e-4  # AdamW learning rate
+    weight_decay: float = 0.0  # AdamW decay (never on A_log, D, biases, norms)
+    batch_size: int = 16  # expert episodes per step (whole episodes, padded)
+    eval_batch: int = 64  # episodes per forward in evaluate()
+    grad_clip: float = 10.0  # max gradient norm (<= 0: off)
+
+    def __post_init__(self) -> None:
+        nested(self, "network", NetworkConfig)
+        nested(self, "data", DataConfig)
+        for name in ("lr", "batch_size", "eval_batch"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"BCConfig.{name} must be > 0, got {getattr(self, name)}")
+        if self.weight_decay < 0:
+            raise ValueError(f"BCConfig.weight_decay must be >= 0, got {self.weight_decay}")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BCConfig:
+        return config_from_dict(cls, data)
+
+
+def build_policy(net: NetworkConfig, data: OfflineData) -> TanhGaussianPolicy:
+    return TanhGaussianPolicy(PolicyConfig(encoder=net.encoder(data.obs_dim, data.act_dim),
+                                           hidden=net.head_hidden))
+
+
+def policy_nll(policy: TanhGaussianPolicy, batch: Batch) -> torch.Tensor:
+    """-mean ln pi(u_t|h_t) over the valid steps of ``batch``."""
+    return -masked_mean(policy.log_prob(batch.obs, batch.prev_act, batch.act), batch.mask)
+
+
+@torch.no_grad()
+def evaluate_policy_nll(policy: TanhGaussianPolicy, data: OfflineData, eval_batch: int,
+                        device: torch.device) -> float:
+    """Held-out NLL_pi: -mean ln pi over every step of the validation expert episodes."""
+    total, steps = 0.0, 0
+    was_training = policy.training
+    policy.eval()
+    for b in data.batches("expert", eval_batch):
+        b = b.to(device)
+        logp = policy.log_prob(b.obs, b.prev_act, b.act)
+        total += float((logp * b.mask).sum())
+        steps += int(b.mask.sum())
+    policy.train(was_training)
+    return -total / max(steps, 1)
+
+
+def export_config(policy: TanhGaussianPolicy, data: OfflineData, algorithm: str
+                  ) -> dict[str, Any]:
+    enc = policy.cfg.encoder
+    return {"algorithm": algorithm, "model": to_dict(policy.cfg), "backbone": enc.backbone,
+            "context": enc.context, **data.policy_config()}
+
+
+class BC:
+    """``BC(config, data, device, seed)``: the Algorithm protocol (algos/base.py)."""
+
+    def __init__(self, config: BCConfig, data: OfflineData, device: str | torch.device = "cpu",
+                 seed: int = 0) -> None:
+        self.cfg, self.data, self.device = config, data, torch.device(device)
+        if data.val.count("expert") == 0:
+            raise ValueError(f"data.val_fraction: dataset {data.name} has no held-out expert "
+                             "episode for evaluate()")
+        with seeded(seed):
+            self.policy = build_policy(config.network, data).to(self.device)
+        self.optim = make_optimizer([self.policy], config.lr, config.weight_decay)
+        self.gen = torch.Generator().manual_seed(seed)
+        self.grad_sync = no_grad_sync
+
+    def modules(self) -> dict[str, torch.nn.Module]:
+        return {"policy": self.policy}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"policy": self.optim}
+
+    def train_step(self, step: int) -> dict[str, float]:
+        batch = self.data.sample("expert", self.cfg.batch_size, self.gen).to(self.device)
+        loss = policy_nll(self.policy, batch)
+        self.optim.zero_grad(set_to_none=True)
+        loss.backward()
+        self.grad_sync(self.policy.parameters())
+        out = {"loss/bc": float(loss.detach())}
+        if self.cfg.grad_clip > 0:
+            norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.cfg.grad_clip)
+            out["grad_norm/policy"] = float(norm)
+        self.optim.step()
+        return out
+
+    def evaluate(self) -> dict[str, float]:
+        return {"nll_pi": evaluate_policy_nll(self.policy, self.data, self.cfg.eval_batch,
+                                              self.device)}
+
+    def state(self) -> dict[str, Any]:
+        return {"generator": generator_state(self.gen)}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.gen.set_state(state["generator"])
+
+    def export_policy(self) -> tuple[torch.nn.Module, dict[str, Any]]:
+        return self.policy, export_config(self.policy, self.data, "bc")

@@ -1,0 +1,158 @@
+"""Pieces shared by bc.py and offline_mberil.py: config parsing, network sizes, optimizers,
+and sampling that draws every random number from the algorithm's own generator (so a resumed
+run reproduces the next losses bit-exactly)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mberil_ros.algos.data import DataConfig
+from mberil_ros.models.config import BACKBONES, EncoderConfig, MambaConfig
+
+_LOG_2PI = math.log(2 * math.pi)
+T = TypeVar("T")
+
+
+def config_from_dict(cls: type[T], data: dict[str, Any]) -> T:
+    """Build a config dataclass from a dict; an unknown key is a ValueError naming it."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{cls.__name__}: expected a mapping, got {type(data).__name__}")
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"{cls.__name__}: unknown field(s) {unknown}; known: {sorted(known)}")
+    return cls(**data)
+
+
+@dataclass
+class NetworkConfig:
+    """Sizes shared by every network of an algorithm (policy, model, discriminator)."""
+
+    backbone: str = "mamba"  # "mamba": history encoder (§7); "mlp": x_t alone (conventional)
+    d_model: int = 128  # encoder width (latent size)
+    n_layers: int = 4  # Mamba blocks
+    context: int = 32  # K: time-embedding rows; steps past K reuse row K-1
+    d_state: int = 16  # Mamba SSM state size
+    d_conv: int = 4  # Mamba causal conv width
+    expand: int = 2  # Mamba inner width factor
+    mlp_hidden: int = 256  # hidden width of the "mlp" backbone's encoder
+    head_hidden: int = 256  # hidden width of every head MLP
+
+    def __post_init__(self) -> None:
+        if self.backbone not in BACKBONES:
+            raise ValueError(f"network.backbone must be one of {BACKBONES}, got "
+                             f"{self.backbone!r}")
+        for name in ("d_model", "n_layers", "context", "d_state", "d_conv", "expand",
+                     "mlp_hidden", "head_hidden"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+                raise ValueError(f"network.{name} must be a positive int, got {v!r}")
+
+    def encoder(self, obs_dim: int, act_dim: int) -> EncoderConfig:
+        return EncoderConfig(obs_dim=obs_dim, act_dim=act_dim, backbone=self.backbone,
+                             d_model=self.d_model, n_layers=self.n_layers, context=self.context,
+                             mlp_hidden=self.mlp_hidden,
+                             mamba=MambaConfig(d_model=self.d_model, d_state=self.d_state,
+                                               d_conv=self.d_conv, expand=self.expand))
+
+
+def nested(obj: Any, name: str, cls: type) -> None:
+    """Turn a dict field into its dataclass (configs read from YAML/JSON)."""
+    value = getattr(obj, name)
+    if isinstance(value, dict):
+        setattr(obj, name, config_from_dict(cls, value))
+    elif not isinstance(value, cls):
+        raise ValueError(f"{type(obj).__name__}.{name} must be a mapping, got {value!r}")
+
+
+def data_field() -> Any:
+    return field(default_factory=DataConfig)
+
+
+def make_optimizer(modules: Iterable[nn.Module], lr: float, weight_decay: float
+                   ) -> torch.optim.Optimizer:
+    """AdamW; parameters marked ``_no_weight_decay`` (Mamba's A_log, D), biases and norms
+    are never decayed (mamba_ssm's convention)."""
+    decay, keep = [], []
+    for m in modules:
+        for p in m.parameters():
+            if getattr(p, "_no_weight_decay", False) or p.dim() < 2:
+                keep.append(p)
+            else:
+                decay.append(p)
+    return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
+                              {"params": keep, "weight_decay": 0.0}], lr=lr)
+
+
+def set_requires_grad(module: nn.Module, flag: bool) -> None:
+    for p in module.parameters():
+        p.requires_grad_(flag)
+
+
+def randn(gen: torch.Generator, shape: torch.Size | tuple[int, ...], like: torch.Tensor
+          ) -> torch.Tensor:
+    """Standard normal noise from ``gen`` (a CPU generator), moved to ``like``'s device."""
+    return torch.randn(tuple(shape), generator=gen).to(like.device, like.dtype)
+
+
+def tanh_gaussian_sample(mu: torch.Tensor, log_std: torch.Tensor, gen: torch.Generator
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Reparameterised u = tanh(mu + sigma eps) and its exact log density (as
+    TanhGaussianPolicy.sample_from_params, but with the algorithm's generator)."""
+    eps = randn(gen, mu.shape, mu)
+    pre = mu + torch.exp(log_std) * eps
+    log_n = -0.5 * eps.square() - log_std - 0.5 * _LOG_2PI
+    log_jac = 2.0 * (math.log(2.0) - pre - F.softplus(-2.0 * pre))
+    return torch.tanh(pre), (log_n - log_jac).sum(-1)
+
+
+def gaussian_log_prob(x: torch.Tensor, mu: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
+    z = (x - mu) * torch.exp(-log_std)
+    return (-0.5 * z.square() - log_std - 0.5 * _LOG_2PI).sum(-1)
+
+
+def clone_frozen(module: nn.Module) -> nn.Module:
+    """A copy for a baseline / target network: same weights, no gradients."""
+    import copy
+
+    twin = copy.deepcopy(module)
+    set_requires_grad(twin, False)
+    return twin
+
+
+@torch.no_grad()
+def polyak(target: nn.Module, source: nn.Module, tau: float) -> None:
+    """target <- (1 - tau) target + tau source."""
+    for t, s in zip(target.parameters(), source.parameters(), strict=True):
+        t.lerp_(s, tau)
+
+
+def seeded(seed: int):
+    """Context: deterministic weight init from ``seed`` without touching the global RNG."""
+    ctx = torch.random.fork_rng(devices=[])
+
+    class _Seeded:
+        def __enter__(self) -> None:
+            ctx.__enter__()
+            torch.manual_seed(seed)
+
+        def __exit__(self, *exc: object) -> None:
+            ctx.__exit__(*exc)
+
+    return _Seeded()
+
+
+def generator_state(gen: torch.Generator) -> torch.Tensor:
+    return gen.get_state().clone()
+
+
+def scalar(x: torch.Tensor | float) -> float:
+    return float(x.detach()) if isinstance(x, torch.Tensor) else float(x)
