@@ -1,0 +1,570 @@
+"""Offline-MB-ERIL: model-based adversarial imitation with entropy-regularized policy AND
+model, trained from expert plus unlabeled sub-optimal demonstrations, no environment.
+
+Sources: E. Uchibe, "Model-Based Imitation Learning Using Entropy Regularization of Model and
+Policy" (RA-L 2022); E. Uchibe, "Offline Model-Based Imitation Learning with Entropy
+Regularization of Model and Policy" (2023); E. Uchibe & K. Doya, ERIL (Neural Networks 2021);
+R. Kiryo et al., nnPU (NeurIPS 2017); T. Ota, Decision Mamba (2024) for the history tokens.
+Equations and our own choices: ALGORITHM.md §3-§7 (the loop below is §6).
+
+Each train_step(), after the warm start (pi <- BC on D_E, p <- MLE on D_E u D_S):
+  1 roll pi in p for H steps from real history prefixes        -> FIFO D_G
+  2 discriminator: PU loss on logit_pi (D_E +, D_S unlabeled, D_G -) + logistic loss on
+    logit_m (real transitions + vs counterfactual y^ ~ p -); pi and p only as constants
+  3 policy: L_actor;  4 model: L_model (with the NLL anchor); r/V/Q frozen
+  5 baselines b, q <- Polyak averages of pi, p (or uniform / frozen warm-start copies)
+
+Sequence details (backbone mamba): all sequences start at the episode start. V(y) of a real
+next state is V at step t+1 of the sequence extended by one token (x_0, y_0, y_1, ...). V of a
+counterfactual y^_t replaces token t+1 by y^_t in that extended sequence: the causal encoder
+then reads exactly h_t followed by y^_t. One such position per sequence and step (drawn from
+the algorithm's generator) keeps this at one extra encoder pass.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from mberil_ros.algos import losses as L
+from mberil_ros.algos.base import no_grad_sync
+from mberil_ros.algos.bc import build_policy, evaluate_policy_nll, export_config, policy_nll
+from mberil_ros.algos.common import (
+    NetworkConfig,
+    clone_frozen,
+    config_from_dict,
+    gaussian_log_prob,
+    generator_state,
+    make_optimizer,
+    nested,
+    polyak,
+    randn,
+    seeded,
+    set_requires_grad,
+    tanh_gaussian_sample,
+)
+from mberil_ros.algos.data import Batch, DataConfig, OfflineData, masked_mean
+from mberil_ros.models.config import DiscriminatorConfig, DynamicsConfig
+from mberil_ros.models.encoder import SequenceEncoder
+from mberil_ros.models.heads import Discriminator, GaussianEnsembleDynamics, mlp
+
+DISCRIMINATORS = ("structured", "unstructured")
+BASELINES = ("polyak", "uniform", "mle")
+
+
+@dataclass
+class OfflineMBERILConfig:
+    """Every hyperparameter of Offline-MB-ERIL (ALGORITHM.md names in brackets)."""
+
+    network: NetworkConfig = field(default_factory=NetworkConfig)  # backbone + sizes, all nets
+    data: DataConfig = field(default_factory=DataConfig)  # split / normalization / seq length
+    discriminator: str = "structured"  # structured: logits from r, V, Q (§4); unstructured:
+    #   free networks f_pi(h,u), f_m(h,u,y-x) in place of the logits (ablation)
+    alpha: float | None = None  # PU class prior [alpha]; None: the dataset's true mixing ratio
+    #   (expert-demonstrator share of the sub-optimal frames) when known, else alpha_unknown
+    alpha_unknown: float = 0.0  # alpha when None and the mixing ratio is unknown (0 = naive)
+    beta_pi: float = 0.5  # [beta_pi] = kappa eta / (kappa + eta) of the policy
+    eta_pi: float = 1.0  # [eta_pi] inverse KL weight to the baseline policy b
+    beta_m: float = 0.5  # [beta_m] of the model
+    eta_m: float = 1.0  # [eta_m] inverse KL weight to the baseline model q
+    gamma: float = 0.99  # discount [gamma]
+    baseline: str = "polyak"  # b, q: polyak averages | uniform (ln b = -d ln 2, ln q = 0) |
+    #   mle (frozen copies of the warm-started pi and p)
+    polyak_tau: float = 0.005  # b <- (1 - tau) b + tau pi per iteration
+    horizon: int = 5  # H, model rollout length (1..10)
+    lambda_nll: float = 1.0  # [lambda_NLL] weight of the real-data NLL anchor in L_model
+    ensemble_size: int = 5  # E, dynamics ensemble members
+    lr_policy: float = 3e-4  # AdamW learning rates
+    lr_model: float = 3e-4
+    lr_disc: float = 3e-4
+    weight_decay: float = 0.0  # AdamW decay (never on A_log, D, biases, norms)
+    batch_size: int = 16  # episodes (whole, padded) per batch and data source
+    rollout_batch: int = 16  # rollouts started per iteration
+    bc_warmstart_steps: int = 1000  # BC steps on D_E before the adversarial loop
+    model_warmstart_steps: int = 1000  # MLE steps on D_E u D_S before the adversarial loop
+    disc_steps: int = 1  # discriminator steps per iteration
+    policy_steps: int = 1  # policy steps per iteration
+    model_steps: int = 1  # model steps per iteration
+    fifo_size: int = 256  # D_G capacity in rollout sequences (oldest dropped first)
+    eval_batch: int = 64  # episodes per forward in evaluate()
+    grad_clip: float = 10.0  # max gradient norm per component (<= 0: off)
+    deterministic: bool = True  # torch.use_deterministic_algorithms(True, warn_only=True)
+
+    def __post_init__(self) -> None:
+        nested(self, "network", NetworkConfig)
+        nested(self, "data", DataConfig)
+        name = type(self).__name__
+        def bad(field_name: str, what: str) -> None:
+            raise ValueError(f"{name}.{field_name} must be {what}, got "
+                             f"{getattr(self, field_name)!r}")
+        if self.discriminator not in DISCRIMINATORS:
+            bad("discriminator", f"one of {DISCRIMINATORS}")
+        if self.baseline not in BASELINES:
+            bad("baseline", f"one of {BASELINES}")
+        if self.alpha is not None and not 0.0 <= self.alpha < 1.0:
+            bad("alpha", "in [0, 1) or null")
+        if not 0.0 <= self.alpha_unknown < 1.0:
+            bad("alpha_unknown", "in [0, 1)")
+        for f in ("beta_pi", "eta_pi", "beta_m", "eta_m", "lr_policy", "lr_model", "lr_disc"):
+            if not getattr(self, f) > 0:
+                bad(f, "> 0")
+        if not 0.0 <= self.gamma <= 1.0:
+            bad("gamma", "in [0, 1]")
+        if not 0.0 < self.polyak_tau <= 1.0:
+            bad("polyak_tau", "in (0, 1]")
+        if not (isinstance(self.horizon, int) and 1 <= self.horizon <= 10):
+            bad("horizon", "an int in 1..10")
+        if self.lambda_nll < 0:
+            bad("lambda_nll", ">= 0")
+        if self.weight_decay < 0:
+            bad("weight_decay", ">= 0")
+        for f in ("ensemble_size", "batch_size", "rollout_batch", "disc_steps", "policy_steps",
+                  "model_steps", "fifo_size", "eval_batch"):
+            v = getattr(self, f)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                bad(f, "a positive int")
+        for f in ("bc_warmstart_steps", "model_warmstart_steps"):
+            v = getattr(self, f)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                bad(f, "an int >= 0")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> OfflineMBERILConfig:
+        return config_from_dict(cls, data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+class UnstructuredDiscriminator(nn.Module):
+    """Free logit networks (the ablation of §4): f_pi(h_t, u_t) and f_m(h_t, u_t, y - x_t)."""
+
+    def __init__(self, cfg: DiscriminatorConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = SequenceEncoder(cfg.encoder)
+        d, a, o = self.encoder.out_dim, cfg.encoder.act_dim, cfg.encoder.obs_dim
+        self.pi_head = mlp(d + a, cfg.hidden, 1)
+        self.m_head = mlp(d + a + o, cfg.hidden, 1)
+
+    def f_pi(self, latent: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        return self.pi_head(torch.cat([latent, act], -1)).squeeze(-1)
+
+    def f_m(self, latent: torch.Tensor, act: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+        return self.m_head(torch.cat([latent, act, delta], -1)).squeeze(-1)
+
+
+@contextmanager
+def frozen(*modules: nn.Module):
+    """No parameter gradients for ``modules`` inside (the gradient still reaches inputs)."""
+    for m in modules:
+        set_requires_grad(m, False)
+    try:
+        yield
+    finally:
+        for m in modules:
+            set_requires_grad(m, True)
+
+
+def extend(batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """Tokens x_0, y_0, ..., y_{T-1} with previous actions 0, u_0, ..., u_{T-1}: step t+1 of
+    this sequence is h_t extended by its real next state."""
+    obs = torch.cat([batch.obs[:, :1], batch.next_obs], 1)
+    prev = torch.cat([torch.zeros_like(batch.act[:, :1]), batch.act], 1)
+    return obs, prev
+
+
+def model_log_prob(mu: torch.Tensor, log_std: torch.Tensor, obs: torch.Tensor,
+                   y: torch.Tensor) -> torch.Tensor:
+    """ln p(y | h, u) of the ensemble as an equal-weight mixture: mu/log_std (E, ..., D)."""
+    per_member = gaussian_log_prob((y - obs).unsqueeze(0), mu, log_std)
+    return torch.logsumexp(per_member, 0) - math.log(mu.shape[0])
+
+
+class RolloutFIFO:
+    """D_G: generated sequences (real prefix + H model steps) with a mask of generated states."""
+
+    def __init__(self, capacity: int, t_max: int, obs_dim: int, act_dim: int) -> None:
+        self.obs = torch.zeros(capacity, t_max, obs_dim)
+        self.prev_act = torch.zeros(capacity, t_max, act_dim)
+        self.gen = torch.zeros(capacity, t_max, dtype=torch.bool)
+        self.length = torch.zeros(capacity, dtype=torch.long)
+        self.ptr, self.count = 0, 0
+
+    def add(self, obs: torch.Tensor, prev_act: torch.Tensor, gen: torch.Tensor,
+            length: torch.Tensor) -> None:
+        n, t = obs.shape[:2]
+        rows = (self.ptr + torch.arange(n)) % len(self.length)
+        self.obs[rows], self.prev_act[rows], self.gen[rows] = 0.0, 0.0, False
+        self.obs[rows, :t], self.prev_act[rows, :t], self.gen[rows, :t] = obs, prev_act, gen
+        self.length[rows] = length
+        self.ptr = int((self.ptr + n) % len(self.length))
+        self.count = min(self.count + n, len(self.length))
+
+    def sample(self, n: int, gen: torch.Generator) -> tuple[torch.Tensor, ...]:
+        rows = torch.randint(self.count, (n,), generator=gen)
+        t = int(self.length[rows].max())
+        return self.obs[rows, :t], self.prev_act[rows, :t], self.gen[rows, :t]
+
+    def state(self) -> dict[str, Any]:
+        return {"obs": self.obs.clone(), "prev_act": self.prev_act.clone(),
+                "gen": self.gen.clone(), "length": self.length.clone(), "ptr": self.ptr,
+                "count": self.count}
+
+    def load_state(self, s: dict[str, Any]) -> None:
+        for k in ("obs", "prev_act", "gen", "length"):
+            getattr(self, k).copy_(s[k])
+        self.ptr, self.count = int(s["ptr"]), int(s["count"])
+
+
+class OfflineMBERIL:
+    """``OfflineMBERIL(config, data, device, seed)``: the Algorithm protocol (algos/base.py)."""
+
+    def __init__(self, config: OfflineMBERILConfig, data: OfflineData,
+                 device: str | torch.device = "cpu", seed: int = 0) -> None:
+        self.cfg, self.data, self.device = config, data, torch.device(device)
+        c = config
+        self.has_unlabeled = data.train.count("suboptimal") > 0
+        if c.alpha is not None:
+            self.alpha = c.alpha
+        else:
+            self.alpha = data.mixing_ratio if data.mixing_ratio is not None else c.alpha_unknown
+        if self.alpha > 0 and not self.has_unlabeled:
+            raise ValueError(f"alpha: {self.alpha} > 0 needs sub-optimal (unlabeled) episodes, "
+                             f"but dataset {data.name} has none in its training split")
+        if data.val.count("expert") == 0:
+            raise ValueError(f"data.val_fraction: dataset {data.name} has no held-out expert "
+                             "episode for evaluate()")
+        if c.deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        self.pu = L.PUDiscriminatorLoss(self.alpha)
+        net = c.network
+        enc = net.encoder(data.obs_dim, data.act_dim)
+        dcfg = DiscriminatorConfig(encoder=enc, hidden=net.head_hidden)
+        with seeded(seed):
+            self.policy = build_policy(net, data).to(self.device)
+            self.model = GaussianEnsembleDynamics(DynamicsConfig(
+                encoder=enc, ensemble_size=c.ensemble_size, hidden=net.head_hidden)
+            ).to(self.device)
+            disc_cls = Discriminator if c.discriminator == "structured" else (
+                UnstructuredDiscriminator)
+            self.disc = disc_cls(dcfg).to(self.device)
+        self.policy_base = self.model_base = None
+        if c.baseline != "uniform":
+            self.policy_base = clone_frozen(self.policy)
+            self.model_base = clone_frozen(self.model)
+        self.opt = {
+            "policy": make_optimizer([self.policy], c.lr_policy, c.weight_decay),
+            "model": make_optimizer([self.model], c.lr_model, c.weight_decay),
+            "disc": make_optimizer([self.disc], c.lr_disc, c.weight_decay),
+        }
+        self.gen = torch.Generator().manual_seed(seed)
+        t_max = data.train.obs.shape[1] + c.horizon + 1
+        self.fifo = RolloutFIFO(c.fifo_size, t_max, data.obs_dim, data.act_dim)
+        self.bc_done = self.mle_done = 0
+        self.grad_sync = no_grad_sync
+
+    # ---- protocol ------------------------------------------------------------------------------
+    def modules(self) -> dict[str, nn.Module]:
+        out = {"policy": self.policy, "model": self.model, "disc": self.disc}
+        if self.policy_base is not None:
+            out.update(policy_base=self.policy_base, model_base=self.model_base)
+        return out
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return dict(self.opt)
+
+    def state(self) -> dict[str, Any]:
+        return {"generator": generator_state(self.gen), "bc_done": self.bc_done,
+                "mle_done": self.mle_done, "fifo": self.fifo.state()}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.gen.set_state(state["generator"])
+        self.bc_done, self.mle_done = int(state["bc_done"]), int(state["mle_done"])
+        self.fifo.load_state(state["fifo"])
+
+    def export_policy(self) -> tuple[nn.Module, dict[str, Any]]:
+        return self.policy, export_config(self.policy, self.data, "offline_mberil")
+
+    @property
+    def warm(self) -> bool:
+        return (self.bc_done >= self.cfg.bc_warmstart_steps
+                and self.mle_done >= self.cfg.model_warmstart_steps)
+
+    def train_step(self, step: int) -> dict[str, float]:
+        if not self.warm:
+            return self.warmstart_step()
+        out: dict[str, float] = {}
+        out.update(self.rollout())
+        for _ in range(self.cfg.disc_steps):
+            out.update(self.discriminator_step())
+        for _ in range(self.cfg.policy_steps):
+            out.update(self.policy_step())
+        for _ in range(self.cfg.model_steps):
+            out.update(self.model_step())
+        if self.cfg.baseline == "polyak":
+            polyak(self.policy_base, self.policy, self.cfg.polyak_tau)
+            polyak(self.model_base, self.model, self.cfg.polyak_tau)
+        return out
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        out = {"nll_pi": evaluate_policy_nll(self.policy, self.data, self.cfg.eval_batch,
+                                             self.device)}
+        sums: dict[str, list[float]] = {"expert": [0.0, 0], "suboptimal": [0.0, 0]}
+        for b in self.data.batches("all", self.cfg.eval_batch):
+            b = b.to(self.device)
+            mu, ls = self.model(b.obs, b.prev_act, b.act)
+            lp = model_log_prob(mu, ls, b.obs, b.next_obs)
+            for label, rows in (("expert", b.expert), ("suboptimal", ~b.expert)):
+                m = b.mask & rows[:, None]
+                sums[label][0] += float((lp * m).sum())
+                sums[label][1] += int(m.sum())
+        total = sums["expert"][0] + sums["suboptimal"][0]
+        out["nll_m"] = -total / max(sums["expert"][1] + sums["suboptimal"][1], 1)
+        for label, (s, n) in sums.items():
+            if n:
+                out[f"nll_m_{label}"] = -s / n
+        return out
+
+    # ---- warm start ------------------------------------------------------------------------------
+    def _step(self, name: str, module: nn.Module, loss: torch.Tensor, out: dict[str, float]
+              ) -> None:
+        opt = self.opt[name]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.grad_sync(module.parameters())
+        if self.cfg.grad_clip > 0:
+            norm = nn.utils.clip_grad_norm_(module.parameters(), self.cfg.grad_clip)
+            out[f"grad_norm/{name}"] = float(norm)
+        opt.step()
+
+    def warmstart_step(self) -> dict[str, float]:
+        """One BC step on D_E and one MLE step on D_E u D_S, until each has its count."""
+        out: dict[str, float] = {}
+        if self.bc_done < self.cfg.bc_warmstart_steps:
+            b = self._sample("expert")
+            loss = policy_nll(self.policy, b)
+            self._step("policy", self.policy, loss, out)
+            out["loss/bc"] = float(loss.detach())
+            self.bc_done += 1
+        if self.mle_done < self.cfg.model_warmstart_steps:
+            loss = self._model_nll(self._sample("all"))
+            self._step("model", self.model, loss, out)
+            out["loss/model_mle"] = float(loss.detach())
+            self.mle_done += 1
+        if self.warm and self.policy_base is not None:
+            # the baselines start from the warm-started networks (and stay there for "mle")
+            self.policy_base.load_state_dict(self.policy.state_dict())
+            self.model_base.load_state_dict(self.model.state_dict())
+        return out
+
+    def _sample(self, label: str) -> Batch:
+        return self.data.sample(label, self.cfg.batch_size, self.gen).to(self.device)
+
+    def _model_nll(self, b: Batch) -> torch.Tensor:
+        """Ensemble MLE: every member's -ln p(y|h,u), averaged over members and valid steps."""
+        lp = self.model.log_prob(b.obs, b.prev_act, b.act, b.next_obs)
+        return -masked_mean(lp, b.mask.expand_as(lp))
+
+    # ---- 1: rollouts -----------------------------------------------------------------------------
+    @torch.no_grad()
+    def rollout(self) -> dict[str, float]:
+        """Roll pi in p for H steps from a real prefix x_0..x_{t0} (t0 uniform per episode),
+        one recurrent encoder step per token, and push the sequences to D_G."""
+        H = self.cfg.horizon
+        b = self.data.sample("all", self.cfg.rollout_batch, self.gen).to(self.device)
+        n, t_real = b.mask.shape
+        length = b.mask.sum(1)
+        t0 = (torch.rand(n, generator=self.gen) * length.cpu()).long().to(self.device)
+        t_len = t0 + H + 1  # states in each generated sequence
+        obs = b.obs.new_zeros(n, int(t_len.max()), b.obs.shape[-1])
+        act = b.act.new_zeros(n, obs.shape[1], b.act.shape[-1])
+        gen_mask = torch.zeros(n, obs.shape[1], dtype=torch.bool, device=self.device)
+        ps, ms = self.policy.encoder.init_state(n), self.model.encoder.init_state(n)
+        x, prev = b.obs[:, 0], torch.zeros_like(b.act[:, 0])
+        obs[:, 0] = x
+        rows = torch.arange(n, device=self.device)
+        for k in range(int(t0.max()) + H):
+            real = (k < t0)[:, None]
+            lat_p = self.policy.encoder.step(x, prev, ps)
+            lat_m = self.model.encoder.step(x, prev, ms)
+            u, _ = tanh_gaussian_sample(*self.policy.dist_params(lat_p), self.gen)
+            kk = min(k, t_real - 1)
+            u = torch.where(real, b.act[:, kk], u)
+            mu, ls = self.model.heads(lat_m, u)
+            member = torch.randint(mu.shape[0], (n,), generator=self.gen).to(self.device)
+            mu, ls = mu[member, rows], ls[member, rows]
+            y = x + mu + torch.exp(ls) * randn(self.gen, mu.shape, mu)
+            y = torch.where(real, b.next_obs[:, kk], y)
+            keep = k < t0 + H
+            act[keep, k] = u[keep]
+            obs[keep, k + 1] = y[keep]
+            gen_mask[:, k + 1] = keep & (k >= t0)
+            x, prev = y, u
+        prev_act = torch.cat([torch.zeros_like(act[:, :1]), act[:, :-1]], 1)
+        self.fifo.add(obs.cpu(), prev_act.cpu(), gen_mask.cpu(), t_len.cpu())
+        g = obs[gen_mask]
+        return {"rollout/state_abs_max": float(g.abs().max()), "rollout/fifo": self.fifo.count}
+
+    def _generated(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        obs, prev, gen = self.fifo.sample(self.cfg.batch_size, self.gen)
+        return obs.to(self.device), prev.to(self.device), gen.to(self.device)
+
+    # ---- shared pieces -----------------------------------------------------------------------
+    def _log_b(self, obs: torch.Tensor, prev: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """ln b(u|h): baseline params are constants, the gradient reaches u."""
+        if self.policy_base is None:  # uniform on (-1, 1)^d
+            return torch.full(u.shape[:-1], -u.shape[-1] * math.log(2.0), device=u.device)
+        with torch.no_grad():
+            mu, ls = self.policy_base(obs, prev)
+        return self.policy_base.log_prob_from_params(mu, ls, u)
+
+    def _log_q(self, mu_q: torch.Tensor | None, ls_q: torch.Tensor | None, obs: torch.Tensor,
+               y: torch.Tensor) -> torch.Tensor:
+        if mu_q is None:  # "uniform" model baseline: an improper constant, ln q = 0
+            return torch.zeros(y.shape[:-1], device=y.device)
+        return model_log_prob(mu_q, ls_q, obs, y)
+
+    def _policy_logit(self, obs: torch.Tensor, prev: torch.Tensor, u: torch.Tensor
+                      ) -> torch.Tensor:
+        """logit_pi at every step (discriminator step: pi and b enter as constants)."""
+        lat = self.disc.encoder(obs, prev)
+        if self.cfg.discriminator == "unstructured":
+            return self.disc.f_pi(lat, u)
+        with torch.no_grad():
+            log_pi = self.policy.log_prob(obs, prev, u)
+            log_b = self._log_b(obs, prev, u)
+        return L.structured_policy_logit(self.disc.Q(lat, u), self.disc.V(lat), log_b, log_pi,
+                                         self.cfg.beta_pi, self.cfg.eta_pi)
+
+    def _counterfactual(self, b: Batch, reparam: bool) -> dict[str, torch.Tensor]:
+        """y^ ~ p(.|h_t,u_t) at one random valid step t per sequence, with ln p(y^), ln q(y^)."""
+        n = b.obs.shape[0]
+        rows = torch.arange(n, device=self.device)
+        t = (torch.rand(n, generator=self.gen) * b.mask.sum(1).cpu()).long().to(self.device)
+        member = torch.randint(self.cfg.ensemble_size, (n,), generator=self.gen).to(self.device)
+        eps = randn(self.gen, (n, b.obs.shape[-1]), b.obs)
+        with torch.set_grad_enabled(reparam and torch.is_grad_enabled()):
+            mu, ls = self.model(b.obs, b.prev_act, b.act)
+            mu_t, ls_t = mu[:, rows, t], ls[:, rows, t]  # (E, n, D)
+            x_t = b.obs[rows, t]
+            y = x_t + mu_t[member, rows] + torch.exp(ls_t[member, rows]) * eps
+            if not reparam:
+                y = y.detach()
+            log_p = model_log_prob(mu_t, ls_t, x_t, y)
+        with torch.no_grad():
+            mq, lq = (self.model_base(b.obs, b.prev_act, b.act) if self.model_base is not None
+                      else (None, None))
+        log_q = self._log_q(None if mq is None else mq[:, rows, t],
+                            None if lq is None else lq[:, rows, t], x_t, y)
+        return {"t": t, "rows": rows, "x": x_t, "y": y, "log_p": log_p, "log_q": log_q}
+
+    def _v_of(self, b: Batch, cf: dict[str, torch.Tensor]) -> torch.Tensor:
+        """V(h_t followed by y^_t): token t+1 of the extended sequence replaced by y^."""
+        obs_ext, prev_ext = extend(b)
+        obs_ext = obs_ext.clone()
+        obs_ext[cf["rows"], cf["t"] + 1] = cf["y"]
+        lat = self.disc.encoder(obs_ext, prev_ext)
+        return self.disc.V(lat[cf["rows"], cf["t"] + 1])
+
+    # ---- 2: discriminator --------------------------------------------------------------------
+    def discriminator_step(self) -> dict[str, float]:
+        c = self.cfg
+        e = self._sample("expert")
+        z_e = self._policy_logit(e.obs, e.prev_act, e.act)[e.mask]
+        z_s = None
+        if self.has_unlabeled:
+            s = self._sample("suboptimal")
+            z_s = self._policy_logit(s.obs, s.prev_act, s.act)[s.mask]
+        g_obs, g_prev, g_mask = self._generated()
+        with torch.no_grad():
+            u_g, _ = tanh_gaussian_sample(*self.policy(g_obs, g_prev), self.gen)
+        z_g = self._policy_logit(g_obs, g_prev, u_g)[g_mask]
+        pu = self.pu(z_e, z_s, z_g)
+
+        # model discriminator: real transitions of D_E u D_S vs counterfactual y^ ~ p
+        r = self._sample("all")
+        with torch.no_grad():
+            cf = self._counterfactual(r, reparam=False)
+        rows, t = cf["rows"], cf["t"]
+        if c.discriminator == "structured":
+            obs_ext, prev_ext = extend(r)
+            lat = self.disc.encoder(obs_ext, prev_ext)
+            lat_t, lat_next = lat[:, :-1], lat[:, 1:]
+            rq = self.disc.r(lat_t, r.act) - self.disc.Q(lat_t, r.act)
+            with torch.no_grad():
+                mu, ls = self.model(r.obs, r.prev_act, r.act)
+                log_p = model_log_prob(mu, ls, r.obs, r.next_obs)
+                mq = self.model_base(r.obs, r.prev_act, r.act) if self.model_base else None
+                log_q = self._log_q(*(mq or (None, None)), r.obs, r.next_obs)
+            bm = c.beta_m
+            z_real = (bm * (rq + c.gamma * self.disc.V(lat_next)) + (bm / c.eta_m) * log_q
+                      - log_p)[r.mask]
+            z_cf = L.structured_model_logit(
+                self.disc.r(lat_t[rows, t], r.act[rows, t]), self._v_of(r, cf),
+                self.disc.Q(lat_t[rows, t], r.act[rows, t]), cf["log_q"], cf["log_p"],
+                bm, c.eta_m, c.gamma)
+        else:
+            lat = self.disc.encoder(r.obs, r.prev_act)
+            z_real = self.disc.f_m(lat, r.act, r.next_obs - r.obs)[r.mask]
+            z_cf = self.disc.f_m(lat[rows, t], r.act[rows, t], cf["y"] - cf["x"])
+        loss_m = L.logistic_loss(z_real, z_cf)
+        out = {"loss/disc_pi": float(pu.loss.detach()), "loss/disc_pi_risk": float(pu.risk),
+               "loss/disc_pi_r_n": float(pu.r_n), "loss/disc_pi_corrected": float(pu.corrected),
+               "loss/disc_m": float(loss_m.detach()),
+               "acc/pi_expert": float((z_e > 0).float().mean()),
+               "acc/pi_generated": float((z_g < 0).float().mean()),
+               "acc/m_real": float((z_real > 0).float().mean()),
+               "acc/m_model": float((z_cf < 0).float().mean())}
+        if z_s is not None:
+            out["acc/pi_unlabeled_as_negative"] = float((z_s < 0).float().mean())
+        self._step("disc", self.disc, pu.loss + loss_m, out)
+        return out
+
+    # ---- 3: policy ---------------------------------------------------------------------------
+    def policy_step(self) -> dict[str, float]:
+        c = self.cfg
+        r = self._sample("all")
+        g_obs, g_prev, g_mask = self._generated()
+        parts = []
+        with frozen(self.disc):
+            for obs, prev, mask in ((r.obs, r.prev_act, r.mask), (g_obs, g_prev, g_mask)):
+                u, log_pi = tanh_gaussian_sample(*self.policy(obs, prev), self.gen)
+                log_b = self._log_b(obs, prev, u)
+                with torch.no_grad():
+                    lat = self.disc.encoder(obs, prev)
+                score = (self.disc.Q(lat, u) if c.discriminator == "structured"
+                         else self.disc.f_pi(lat, u))
+                parts.append((log_pi[mask], log_b[mask], score[mask]))
+            log_pi, log_b, score = (torch.cat(p) for p in zip(*parts, strict=True))
+            loss = L.actor_loss(log_pi, log_b, score, c.beta_pi, c.eta_pi)
+            out = {"loss/actor": float(loss.detach()),
+                   "policy/entropy": float(-log_pi.detach().mean())}
+            self._step("policy", self.policy, loss, out)
+        return out
+
+    # ---- 4: model ----------------------------------------------------------------------------
+    def model_step(self) -> dict[str, float]:
+        c = self.cfg
+        r = self._sample("all")
+        nll = self._model_nll(r)
+        with frozen(self.disc):
+            cf = self._counterfactual(r, reparam=True)
+            if c.discriminator == "structured":
+                score = c.gamma * self._v_of(r, cf)
+            else:
+                lat = self.disc.encoder(r.obs, r.prev_act).detach()
+                rows, t = cf["rows"], cf["t"]
+                score = self.disc.f_m(lat[rows, t], r.act[rows, t], cf["y"] - cf["x"])
+            loss = L.model_loss(cf["log_p"], cf["log_q"], score, nll, c.beta_m, c.eta_m,
+                                c.lambda_nll)
+            out = {"loss/model": float(loss.detach()), "loss/model_nll": float(nll.detach())}
+            self._step("model", self.model, loss, out)
+        return out
