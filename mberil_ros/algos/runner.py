@@ -94,14 +94,15 @@ class TrainingRun:
         seed = run.seed + 1000 * self.dist.rank
         torch.manual_seed(seed)
 
-        from mberil_ros.data.dataset import Dataset
+        from mberil_ros.algos.data import OfflineData
 
         if not Path(run.dataset).is_dir():
             raise UserError(f"dataset: {run.dataset}: not a folder")
-        dataset = Dataset(run.dataset)
         _, algo_cls = algorithm_classes(run.algorithm)
         try:
-            self.algo = algo_cls(self.cfg.algo, dataset, self.device, seed)
+            # The episode split uses algo.data.split_seed, never the rank: all ranks agree.
+            data = OfflineData(run.dataset, self.cfg.algo.data)
+            self.algo = algo_cls(self.cfg.algo, data, self.device, seed)
         except ValueError as exc:
             raise UserError(str(exc)) from None
         self.algo.grad_sync = no_grad_sync
@@ -110,6 +111,7 @@ class TrainingRun:
             self.algo.grad_sync = average_gradients(self.dist.world_size)
 
         self.step = 0
+        self.saved_step = -1
         self.best_nll: float | None = None
         self.best_step: int | None = None
         self.evals_since_best = 0
@@ -141,6 +143,7 @@ class TrainingRun:
             ckpt.set_rng_state(mine["rng"])
             self.algo.load_state(mine["algo"])
         self.step = int(state["step"])
+        self.saved_step = self.step
         self.best_nll = state.get("best_nll_pi")
         self.best_step = state.get("best_step")
         self.evals_since_best = int(state.get("evals_since_best", 0))
@@ -231,18 +234,23 @@ class TrainingRun:
         return metrics
 
     def _checkpoint(self, best: bool = False) -> None:
+        root = self.run_dir / "checkpoints"
+        if self.step == self.saved_step:  # same decision on every rank: no collectives
+            if best and self.dist.is_main:
+                ckpt.point(root, "best", ckpt.step_dir_name(self.step))
+            return
+        self.saved_step = self.step
         modules = self.algo.modules()
         per_rank = gather_objects({"rng": ckpt.rng_state(), "algo": self.algo.state()},
                                   self.dist)
-        if self.dist.enabled and not parameters_identical(modules.values()):
-            raise RuntimeError("distributed ranks hold different weights: gradient "
-                               "averaging failed")
+        if self.dist.enabled:
+            if not parameters_identical(modules.values()):
+                raise RuntimeError("distributed ranks hold different weights: gradient "
+                                   "averaging failed")
+            if self.dist.is_main:
+                print(f"step {self.step}: parameters identical across "
+                      f"{self.dist.world_size} ranks", flush=True)
         if not self.dist.is_main:
-            return
-        root = self.run_dir / "checkpoints"
-        if (root / ckpt.step_dir_name(self.step) / ckpt.WEIGHTS).is_file():
-            if best:
-                ckpt.point(root, "best", ckpt.step_dir_name(self.step))
             return
         policy, policy_config = self.algo.export_policy()
         policy_config = dict(policy_config)
