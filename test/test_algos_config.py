@@ -1,0 +1,117 @@
+"""Configuration and data-pipeline checks: explicit errors, normalization, split, batches."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from algos_tester import TINY_NET, tiny_data, tiny_dataset
+
+from mberil_ros.algos.bc import BCConfig
+from mberil_ros.algos.data import DataConfig, Normalizer, OfflineData
+from mberil_ros.algos.offline_mberil import OfflineMBERIL, OfflineMBERILConfig
+from mberil_ros.data.dataset import Dataset
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return tiny_data(tmp_path_factory.mktemp("cfg"))
+
+
+def test_alpha_without_suboptimal_episodes_is_an_error_naming_field_and_dataset(tmp_path):
+    data = OfflineData(tiny_dataset(tmp_path, expert=6, suboptimal=0),
+                       DataConfig(val_fraction=0.25))
+    cfg = OfflineMBERILConfig.from_dict({"network": {**TINY_NET, "backbone": "mlp"},
+                                         "alpha": 0.3})
+    with pytest.raises(ValueError, match=r"alpha.*sub-optimal.*ds") as err:
+        OfflineMBERIL(cfg, data)
+    assert "\n" not in str(err.value)
+    # alpha = 0 (the naive loss) trains on expert data and rollouts alone
+    cfg = OfflineMBERILConfig.from_dict({
+        "network": {**TINY_NET, "backbone": "mlp"}, "alpha": 0.0, "bc_warmstart_steps": 1,
+        "model_warmstart_steps": 1, "batch_size": 2, "rollout_batch": 2, "ensemble_size": 2})
+    algo = OfflineMBERIL(cfg, data)
+    algo.train_step(0)
+    assert "loss/disc_pi" in algo.train_step(1)
+
+
+@pytest.mark.parametrize("cls", [OfflineMBERILConfig, BCConfig])
+def test_unknown_config_field_is_named(cls):
+    with pytest.raises(ValueError, match="lerning_rate"):
+        cls.from_dict({"lerning_rate": 1e-3})
+    with pytest.raises(ValueError, match="d_modle"):
+        cls.from_dict({"network": {"d_modle": 8}})
+
+
+@pytest.mark.parametrize("field,value", [("horizon", 11), ("alpha", 1.0), ("baseline", "ema"),
+                                         ("discriminator", "deep"), ("beta_pi", 0.0),
+                                         ("ensemble_size", 0)])
+def test_bad_values_name_the_field(field, value):
+    with pytest.raises(ValueError, match=f"OfflineMBERILConfig.{field}"):
+        OfflineMBERILConfig.from_dict({field: value})
+
+
+def test_alpha_defaults_to_the_known_mixing_ratio(tmp_path):
+    data = OfflineData(tiny_dataset(tmp_path, expert=4, suboptimal=4, expert_in_unlabeled=2))
+    ds = data.dataset
+    subs = [m for m in ds.episodes if m["label"] == "suboptimal"]
+    want = sum(m["length"] for m in subs if m["demonstrator"] == "expert") / sum(
+        m["length"] for m in subs)
+    assert 0 < want < 1 and data.mixing_ratio == pytest.approx(want)
+    algo = OfflineMBERIL(OfflineMBERILConfig.from_dict(
+        {"network": {**TINY_NET, "backbone": "mlp"}}), data)
+    assert algo.alpha == pytest.approx(want)
+
+
+def test_normalization_is_invertible_and_safe_on_constant_features(data):
+    n = data.normalizer
+    ep = data.dataset.episode(0)
+    a = n.act(ep.action)
+    assert np.abs(a).max() <= 1 / 1.1 + 1e-5  # the margin keeps atanh finite
+    np.testing.assert_allclose(n.act_inverse(a), ep.action, atol=1e-5)
+    obs = n.obs(ep.observation)
+    assert np.isfinite(obs).all()
+    # a constant feature (e.g. an obstacle slot never used) and a joint that never moved
+    stats = {"observation.state": {"mean": [0.5, 1.0], "std": [0.0, 2.0]},
+             "action": {"min": [0.3, -1.0], "max": [0.3, 1.0]}}
+    const = Normalizer.from_stats(stats, DataConfig())
+    x = np.array([[0.5, 3.0]], np.float32)
+    np.testing.assert_allclose(const.obs(x), [[0.0, 2.0 / (2.0 + 1e-3)]], rtol=1e-6)
+    u = np.array([[0.3, 1.0]], np.float32)
+    assert np.isfinite(const.act(u)).all() and np.abs(const.act(u)).max() < 1.0
+    np.testing.assert_allclose(const.act_inverse(const.act(u)), u, atol=1e-6)
+    d = json.loads(json.dumps(n.to_dict()))
+    back = Normalizer.from_dict(d)
+    np.testing.assert_array_equal(back.act(ep.action), a)
+
+
+def test_split_is_by_episode_seeded_and_covers_both_labels(tmp_path):
+    path = tiny_dataset(tmp_path)
+    a = OfflineData(path, DataConfig(val_fraction=0.25, split_seed=3))
+    b = OfflineData(Dataset(path), DataConfig(val_fraction=0.25, split_seed=3))
+    c = OfflineData(path, DataConfig(val_fraction=0.25, split_seed=4))
+    assert a.val_ids == b.val_ids and a.val_ids != c.val_ids
+    assert not set(a.train_ids) & set(a.val_ids)
+    assert sorted(a.train_ids + a.val_ids) == list(range(a.dataset.num_episodes))
+    assert a.val.count("expert") == 2 and a.val.count("suboptimal") == 2
+
+
+def test_batches_start_at_the_episode_start_with_a_mask(data):
+    g = torch.Generator().manual_seed(0)
+    b = data.sample("all", 6, g)
+    rows_first = data.normalizer.obs(np.stack([data.dataset.episode(i).observation[0]
+                                               for i in data.train_ids]))
+    for i in range(6):
+        # every sequence's first step is some training episode's first observation
+        assert np.abs(rows_first - b.obs[i, 0].numpy()).max(1).min() < 1e-6
+        n = int(b.mask[i].sum())
+        assert b.mask[i, :n].all() and not b.mask[i, n:].any()
+    assert torch.equal(b.prev_act[:, 0], torch.zeros_like(b.prev_act[:, 0]))
+    assert torch.equal(b.prev_act[:, 1:], b.act[:, :-1])
+    assert torch.equal(b.obs[:, 1:][b.mask[:, 1:]], b.next_obs[:, :-1][b.mask[:, 1:]])
+    again = data.sample("all", 6, torch.Generator().manual_seed(0))
+    assert torch.equal(again.obs, b.obs)  # the seeded generator decides everything
+    e = data.sample("expert", 8, g)
+    assert e.expert.all()
