@@ -73,21 +73,30 @@ def test_run_folder_checkpoints_and_links(tmp_path, dataset):
     assert "algorithm: bc" in resolved and "d_model: 16" in resolved
 
 
-def _command(dataset: Path, runs: Path, extra: list[str]) -> list[str]:
-    return [sys.executable, "-m", "mberil_ros.cli", "train", "--config", BC_CONFIG,
-            f"dataset={dataset}",
+MBERIL_TINY = [
+    "algo.bc_warmstart_steps=3", "algo.model_warmstart_steps=3", "algo.rollout_batch=4",
+    "algo.fifo_size=32", "algo.ensemble_size=2", "algo.horizon=3", "algo.data.max_seq_len=32",
+]
+CONFIGS = {"bc": (BC_CONFIG, []),
+           "offline_mberil": (str(config_file("train.yaml")), MBERIL_TINY)}
+
+
+def _command(dataset: Path, runs: Path, extra: list[str], algorithm: str = "bc") -> list[str]:
+    config, algo_extra = CONFIGS[algorithm]
+    return [sys.executable, "-m", "mberil_ros.cli", "train", "--config", config,
+            *algo_extra, f"dataset={dataset}",
             f"output_dir={runs}", "deterministic=true", "log_every=1", *TINY, *extra]
 
 
-@pytest.mark.parametrize("algorithm", ["bc"])
+@pytest.mark.parametrize("algorithm", ["bc", "offline_mberil"])
 def test_resume_after_sigkill_continues_exactly(tmp_path, dataset, algorithm):
     runs = tmp_path / "runs"
     common = [f"algorithm={algorithm}", "steps=60", "checkpoint_every=5", "eval_every=1000"]
     # Uninterrupted reference.
-    subprocess.run(_command(dataset, runs, [*common, "name=ref"]), check=True,
+    subprocess.run(_command(dataset, runs, [*common, "name=ref"], algorithm), check=True,
                    capture_output=True)
     # Same run, killed with SIGKILL as soon as its first checkpoint exists.
-    victim = subprocess.Popen(_command(dataset, runs, [*common, "name=killed"]),
+    victim = subprocess.Popen(_command(dataset, runs, [*common, "name=killed"], algorithm),
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     last = runs / "killed" / "checkpoints" / "last"
     deadline = time.monotonic() + 120
@@ -151,3 +160,13 @@ def test_missing_dataset_and_existing_run(tmp_path, dataset, capsys):
     assert train(args) == 0
     assert train(args) == 2
     assert "already has checkpoints" in capsys.readouterr().err
+
+
+def test_alpha_without_suboptimal_episodes_is_refused(tmp_path, capsys):
+    experts_only = generate_dataset(tmp_path / "experts", 6, 0, seed=3)
+    args = ["train", "--config", str(config_file("train.yaml")), f"dataset={experts_only}",
+            "algo.alpha=0.3", f"output_dir={tmp_path / 'runs'}", *TINY]
+    assert cli_main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert "alpha" in err and str(experts_only.name) in err and "\n" not in err
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("*.safetensors"))

@@ -94,7 +94,6 @@ class OfflineMBERILConfig:
     fifo_size: int = 256  # D_G capacity in rollout sequences (oldest dropped first)
     eval_batch: int = 64  # episodes per forward in evaluate()
     grad_clip: float = 10.0  # max gradient norm per component (<= 0: off)
-    deterministic: bool = True  # torch.use_deterministic_algorithms(True, warn_only=True)
 
     def __post_init__(self) -> None:
         nested(self, "network", NetworkConfig)
@@ -241,8 +240,6 @@ class OfflineMBERIL:
         if data.val.count("expert") == 0:
             raise ValueError(f"data.val_fraction: dataset {data.name} has no held-out expert "
                              "episode for evaluate()")
-        if c.deterministic:
-            torch.use_deterministic_algorithms(True, warn_only=True)
         self.pu = L.PUDiscriminatorLoss(self.alpha)
         net = c.network
         enc = net.encoder(data.obs_dim, data.act_dim)
