@@ -27,7 +27,7 @@ import torch
 
 from mberil_ros.data.dataset import Dataset
 from mberil_ros.errors import UserError
-from mberil_ros.sim.demonstrators import DEMONSTRATORS
+from mberil_ros.sim.labels import DEMONSTRATORS
 
 LABELS = ("expert", "suboptimal", "all")
 

@@ -27,6 +27,7 @@ import numpy as np
 
 from mberil_ros.sim import spaces
 from mberil_ros.sim.kinematics import ARM_JOINTS, ArmKinematics
+from mberil_ros.sim.labels import DEMONSTRATORS, SUBOPTIMAL_DEMONSTRATORS
 from mberil_ros.sim.model import INIT_RTM, urdf_velocity_limits
 from mberil_ros.sim.scene import Episode, segment_obstacle_distance
 
@@ -174,7 +175,7 @@ _SUBOPTIMAL = {
     "detour": ExpertParams(detour=0.16, repulsion=0.0, path_clearance=0.05, speed=0.25),
     "greedy": ExpertParams(avoid=False, speed=0.30),
 }
-DEMONSTRATORS: tuple[str, ...] = ("expert", *_SUBOPTIMAL)
+assert tuple(_SUBOPTIMAL) == SUBOPTIMAL_DEMONSTRATORS  # the names live in labels.py
 
 
 def make_demonstrator(name: str, seed: int | None = None, urdf: str | None = None

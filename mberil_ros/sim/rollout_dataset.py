@@ -19,9 +19,10 @@ from mberil_ros.data.config import load_config
 from mberil_ros.data.writer import DatasetWriter
 from mberil_ros.sim import spaces
 from mberil_ros.sim.demonstrators import make_demonstrator
+from mberil_ros.sim.labels import SUBOPTIMAL_DEMONSTRATORS
 from mberil_ros.sim.task import ReachingTask
 
-SUBOPTIMAL = ("noisy", "detour", "greedy")
+SUBOPTIMAL = SUBOPTIMAL_DEMONSTRATORS
 
 
 def generate_dataset(out: str | Path, expert_episodes: int, suboptimal_episodes: int,
