@@ -65,6 +65,7 @@ def generate_launch_description() -> LaunchDescription:
             "expert_episodes": cfg["expert_episodes"],
             "suboptimal_episodes": cfg["suboptimal_episodes"],
             "use_sim_time": True,
+            "min_command_subscribers": 2,  # the sim and the recorder: no command is lost
         }],
     )
     stop_when_done = RegisterEventHandler(

@@ -5,7 +5,23 @@ from __future__ import annotations
 import os
 import random
 
+import pytest
+
 # Set before any test imports rclpy (DESIGN.md §4: Kilted ignores ROS_LOCALHOST_ONLY).
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ.setdefault("ROS_DOMAIN_ID", str(random.SystemRandom().randint(1, 101)))
 os.environ.setdefault("MPLBACKEND", "Agg")
+# The same DDS transport `mberil record` uses (see mberil_ros/record.py).
+os.environ.setdefault("FASTDDS_BUILTIN_TRANSPORTS", "UDPv4")
+
+_domains = iter(range(random.SystemRandom().randint(1, 60), 102))
+
+
+@pytest.fixture(autouse=True)
+def fresh_ros_domain(monkeypatch):
+    """A new ROS_DOMAIN_ID per test: endpoints of a test's nodes that exited (DDS forgets
+    them only when their lease expires) never meet the next test's nodes."""
+    try:
+        monkeypatch.setenv("ROS_DOMAIN_ID", str(next(_domains)))
+    except StopIteration:  # more ROS tests than domains left: reuse the session's
+        pass

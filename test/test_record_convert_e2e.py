@@ -63,7 +63,8 @@ def test_recorded_episodes_convert_to_what_was_commanded_and_published(tmp_path)
         # demonstrator waits for the sim's services first, which leaves discovery time.
         demonstrator = start_node(
             "mberil_ros.nodes.demonstrator_node",
-            {"expert_episodes": 2, "suboptimal_episodes": 1, "seed": 7, "use_sim_time": True},
+            {"expert_episodes": 2, "suboptimal_episodes": 1, "seed": 7, "use_sim_time": True,
+             "min_command_subscribers": 3},  # sim, recorder and this listener
             tmp_path / "demonstrator.log")
         assert spin_until(node, lambda: demonstrator.poll() is not None, timeout=120)
         assert demonstrator.returncode == 0, (tmp_path / "demonstrator.log").read_text()
@@ -77,6 +78,7 @@ def test_recorded_episodes_convert_to_what_was_commanded_and_published(tmp_path)
         rclpy.shutdown()
     assert recorder_code == 0, (tmp_path / "recorder.log").read_text()
 
+    assert commands, "the listener received no command"
     ends = [m for m in markers if m["event"] == "end"]
     assert [m["demonstrator"] for m in ends] == ["expert", "expert", "noisy"]
     assert cli_main(["convert", str(bag), "-o", str(dataset)]) == 0

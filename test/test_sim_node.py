@@ -76,7 +76,8 @@ def test_sim_node_topics_commands_and_reset(sim):
         JointTrajectory, "/joint_trajectory_controller/joint_trajectory", 10)
     assert spin_until(node, lambda: len(states) > 3), log.read_text()
     assert len(states[-1].name) == 15 and len(states[-1].velocity) == 15
-    assert markers and markers[0]["event"] == "start"  # auto_start
+    assert spin_until(node, lambda: bool(markers))  # latched: arrives on its own schedule
+    assert markers[0]["event"] == "start"  # auto_start
 
     def position(name: str) -> float:
         return dict(zip(states[-1].name, states[-1].position, strict=True))[name]

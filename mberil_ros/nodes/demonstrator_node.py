@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 
 import numpy as np
 import rclpy
 from rcl_interfaces.srv import SetParameters
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile
@@ -27,6 +27,7 @@ from std_msgs.msg import Float64MultiArray, String
 from std_srvs.srv import Trigger
 
 from mberil_ros.errors import UserError
+from mberil_ros.nodes import spinning
 from mberil_ros.sim.demonstrators import DEMONSTRATORS, make_demonstrator
 from mberil_ros.sim.layouts import episode_from_dict
 from mberil_ros.sim.observation import build_observation
@@ -45,7 +46,10 @@ PARAMETERS = {
     "controller_joints": list(RARM_JOINTS + LARM_JOINTS),
     "command_topic": "/forward_position_controller/commands",
     "joint_states_topic": "/joint_states",
-    "service_timeout": 30.0,  # s (wall) to wait for the sim's services
+    "service_timeout": 30.0,  # s (wall) to wait for the sim's services and subscribers
+    # Commands sent before DDS has matched a subscriber are lost to it: wait until this many
+    # subscribers (the sim, plus the recorder when recording) receive the command topic.
+    "min_command_subscribers": 1,
 }
 
 
@@ -91,7 +95,25 @@ class DemonstratorNode(Node):
             if not client.wait_for_service(timeout_sec=timeout):
                 raise UserError(f"service {client.srv_name} not available after {timeout:.0f} s "
                                 "(is sim_node running?)")
+        self._wait_for_subscribers(timeout)
         self._next_episode()
+
+    def _wait_for_subscribers(self, timeout: float) -> None:
+        """Until DDS has matched at least `min_command_subscribers` readers of the command
+        topic, and every reader the graph knows of (a matched count alone can include the
+        stale reader of a process that just exited, while the recorder is not matched yet)."""
+        topic = self.params["command_topic"]
+        deadline = time.monotonic() + timeout
+        while True:
+            known = len(self.get_subscriptions_info_by_topic(topic))
+            wanted = max(int(self.params["min_command_subscribers"]), known)
+            matched = self.command_pub.get_subscription_count()
+            if matched >= wanted:
+                return
+            if time.monotonic() > deadline:
+                raise UserError(f"{topic}: {matched} subscriber(s) matched after "
+                                f"{timeout:.0f} s, {wanted} expected")
+            time.sleep(0.01)
 
     def _next_episode(self) -> None:
         self.index += 1
@@ -171,18 +193,17 @@ class DemonstratorNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
+    stop = spinning.init(args)
     node = None
     code = 0
     try:
         node = DemonstratorNode()
         node.start()
-        while rclpy.ok() and not node.finished:
-            rclpy.spin_once(node, timeout_sec=0.1)
-        if node.finished and len(node.results) < len(node.schedule):
+        spinning.spin_until(node, stop, lambda: node.finished)
+        if stop.is_set():
+            code = 130
+        elif len(node.results) < len(node.schedule):
             code = 1
-    except (KeyboardInterrupt, ExternalShutdownException):
-        code = 130
     except UserError as exc:
         print(f"demonstrator_node: error: {exc}", file=sys.stderr)
         code = 2

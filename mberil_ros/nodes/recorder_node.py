@@ -21,7 +21,6 @@ import time
 
 import rclpy
 from rclpy.clock import Clock, ClockType
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock as ClockMsg
@@ -29,6 +28,7 @@ from rosgraph_msgs.msg import Clock as ClockMsg
 from mberil_ros.data.bag_recording import BagRecording
 from mberil_ros.data.sim_time_stamps import SimTimeStamper
 from mberil_ros.errors import UserError
+from mberil_ros.nodes import spinning
 
 DEFAULT_TOPICS = [
     "/joint_states",
@@ -88,7 +88,12 @@ class RecorderNode(Node):
             self._clock_subscription = self.create_subscription(
                 ClockMsg, "/clock", self._on_clock, self._qos_for("/clock"))
         for topic in self.topics:
+            # Subscribe once a publisher exists (as `ros2 bag record` does): its QoS decides
+            # ours, and a reader made for a topic only other readers use was seen to miss a
+            # publisher that joined later.
             if topic in self._recorded or topic not in available:
+                continue
+            if not self.count_publishers(topic):
                 continue
             msgtype = available[topic][0]
             try:
@@ -142,18 +147,16 @@ class RecorderNode(Node):
             self._write(self.stamper.flush())
         self.bag.close()
         counts = ", ".join(f"{t}: {n}" for t, n in self.bag.counts.items())
-        # print, not the ROS logger: on Ctrl-C the context is already shut down here.
+        # print, not the ROS logger: a summary for the terminal and the record logs.
         print(f"recorder_node: closed {self.bag.path} ({counts or 'no messages'})", flush=True)
 
 
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
+    stop = spinning.init(args)
     node = None
     try:
         node = RecorderNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+        spinning.spin_until(node, stop)
     except UserError as exc:
         print(f"recorder_node: error: {exc}", file=sys.stderr)
         return 2

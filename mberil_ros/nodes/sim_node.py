@@ -25,7 +25,6 @@ import rclpy
 from geometry_msgs.msg import Pose, PoseArray, PoseStamped
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.clock import Clock, ClockType
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile
@@ -36,6 +35,7 @@ from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
 from mberil_ros.errors import UserError
+from mberil_ros.nodes import spinning
 from mberil_ros.sim.layouts import episode_to_dict, load_layouts
 from mberil_ros.sim.spaces import ALL_JOINTS, LARM_JOINTS, PHYSICS_DT, RARM_JOINTS
 from mberil_ros.sim.task import ReachingTask
@@ -302,13 +302,11 @@ class SimNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
+    stop = spinning.init(args)
     node = None
     try:
         node = SimNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+        spinning.spin_until(node, stop)
     except UserError as exc:
         print(f"sim_node: error: {exc}", file=sys.stderr)
         return 2

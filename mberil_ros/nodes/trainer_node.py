@@ -18,11 +18,11 @@ from pathlib import Path
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 
 from mberil_ros.algos.runner import TrainingRun, prepare_run
 from mberil_ros.errors import UserError
+from mberil_ros.nodes import spinning
 from mberil_ros.paths import config_file
 
 PARAMETERS = {
@@ -101,17 +101,14 @@ class TrainerNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
+    stop = spinning.init(args)
     node = None
     code = 0
     try:
         node = TrainerNode()
-        while rclpy.ok() and not node.done.is_set():
-            rclpy.spin_once(node, timeout_sec=0.1)
+        spinning.spin_until(node, stop, node.done.is_set)
         if node.done.is_set():
             node.publish()  # the final status
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
     except UserError as exc:
         print(f"trainer_node: error: {exc}", file=sys.stderr)
         return 2

@@ -1,0 +1,37 @@
+"""Run a node until Ctrl-C / SIGTERM, stopping between callbacks, never inside one.
+
+rclpy's own signal handling shuts the context down from under a running executor; a message
+being taken at that instant raises from inside rclpy. The nodes here instead init rclpy
+without signal handlers, note the signal in a flag and leave the spin loop between callbacks,
+so their clean-up (closing a bag, a final checkpoint) always runs on a live context.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable
+
+import rclpy
+from rclpy.node import Node
+from rclpy.signals import SignalHandlerOptions
+
+
+def init(args: list[str] | None) -> threading.Event:
+    """rclpy.init without rclpy's signal handlers; the returned event is set on SIGINT/TERM."""
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    stop = threading.Event()
+
+    def handler(signum, frame) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+    return stop
+
+
+def spin_until(node: Node, stop: threading.Event,
+               done: Callable[[], bool] = lambda: False) -> None:
+    """Process callbacks until a stop signal arrives or ``done()`` is true."""
+    while not stop.is_set() and not done() and rclpy.ok(context=node.context):
+        rclpy.spin_once(node, timeout_sec=0.05)
