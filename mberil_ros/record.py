@@ -113,11 +113,6 @@ def run(args: argparse.Namespace) -> int:
     log_dir = args.log_dir or output.with_name(output.name + ".logs")
     log_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    # Loopback UDP instead of Fast DDS's shared-memory transport: with shared memory we saw a
-    # late-joining publisher's messages (the demonstrator's commands) now and then never reach
-    # an already matched raw reader (the recorder), an empty topic in the bag. 50 Hz of small
-    # messages costs nothing over UDP. A user's own setting wins.
-    env.setdefault("FASTDDS_BUILTIN_TRANSPORTS", "UDPv4")
     total = options["episodes"] + options["suboptimal"]
     common = {"suite": options["suite"], "seed": options["seed"], "arm": options["arm"]}
 

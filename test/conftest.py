@@ -11,8 +11,6 @@ import pytest
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ.setdefault("ROS_DOMAIN_ID", str(random.SystemRandom().randint(1, 101)))
 os.environ.setdefault("MPLBACKEND", "Agg")
-# The same DDS transport `mberil record` uses (see mberil_ros/record.py).
-os.environ.setdefault("FASTDDS_BUILTIN_TRANSPORTS", "UDPv4")
 
 _domains = iter(range(random.SystemRandom().randint(1, 60), 102))
 
