@@ -96,7 +96,8 @@ def _node_command(module: str, params: dict[str, object]) -> list[str]:
     return command
 
 
-def _stop(proc: subprocess.Popen, timeout: float = 20.0) -> int:
+def stop_process(proc: subprocess.Popen, timeout: float = 20.0) -> int:
+    """SIGINT (Ctrl-C) and wait; kill if it hangs. Returns the exit code."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGINT)
         try:
@@ -149,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         interrupted = True
     finally:
-        codes = {name: _stop(proc) for name, proc in reversed(list(procs.items()))}
+        codes = {name: stop_process(proc) for name, proc in reversed(list(procs.items()))}
     if codes["recorder_node"] != 0:
         raise UserError(f"recorder_node failed (exit {codes['recorder_node']}); see {log_dir}")
     if not interrupted and codes["demonstrator_node"] != 0:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -11,6 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
+from mberil_ros.record import stop_process
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -33,16 +34,7 @@ def start_node(module: str, params: dict[str, object], log: Path) -> subprocess.
                             cwd=REPO)
 
 
-def stop_node(proc: subprocess.Popen, timeout: float = 20.0) -> int:
-    """SIGINT (Ctrl-C) and wait; kill if it hangs."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    return proc.returncode
+stop_node = stop_process  # the same Ctrl-C-then-wait that `mberil record` uses
 
 
 def spin_until(node, condition: Callable[[], bool], timeout: float = 30.0) -> bool:

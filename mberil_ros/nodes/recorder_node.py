@@ -19,7 +19,6 @@ import importlib
 import sys
 import time
 
-import rclpy
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
@@ -152,20 +151,7 @@ class RecorderNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    stop = spinning.init(args)
-    node = None
-    try:
-        node = RecorderNode()
-        spinning.spin_until(node, stop)
-    except UserError as exc:
-        print(f"recorder_node: error: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        if node is not None:
-            node.close()
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return spinning.run(RecorderNode, "recorder_node", args, cleanup=RecorderNode.close)
 
 
 if __name__ == "__main__":

@@ -302,19 +302,7 @@ class SimNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    stop = spinning.init(args)
-    node = None
-    try:
-        node = SimNode()
-        spinning.spin_until(node, stop)
-    except UserError as exc:
-        print(f"sim_node: error: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return spinning.run(SimNode, "sim_node", args)
 
 
 if __name__ == "__main__":

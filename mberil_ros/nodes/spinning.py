@@ -9,6 +9,7 @@ so their clean-up (closing a bag, a final checkpoint) always runs on a live cont
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from collections.abc import Callable
 
@@ -35,3 +36,24 @@ def spin_until(node: Node, stop: threading.Event,
     """Process callbacks until a stop signal arrives or ``done()`` is true."""
     while not stop.is_set() and not done() and rclpy.ok(context=node.context):
         rclpy.spin_once(node, timeout_sec=0.05)
+
+
+def run(make_node: Callable[[], Node], name: str, args: list[str] | None,
+        cleanup: Callable[[Node], None] = lambda node: None) -> int:
+    """A node's main(): build it, spin until stopped, clean up; bad input exits 2."""
+    from mberil_ros.errors import UserError
+
+    stop = init(args)
+    node = None
+    try:
+        node = make_node()
+        spin_until(node, stop)
+    except UserError as exc:
+        print(f"{name}: error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        if node is not None:
+            cleanup(node)
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
