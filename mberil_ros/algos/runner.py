@@ -195,8 +195,7 @@ class TrainingRun:
         finally:
             if bar is not None:
                 bar.close()
-        if self.step % run.checkpoint_every != 0 and not stopped_early:
-            self._checkpoint()  # the final (or interrupted) state is never lost
+        self._checkpoint()  # the final (or interrupted) state is never lost; no-op if saved
         if self.writer is not None:
             self.writer.close()
             self.metrics.close()
