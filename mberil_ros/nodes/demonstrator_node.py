@@ -56,9 +56,7 @@ PARAMETERS = {
 class DemonstratorNode(Node):
     def __init__(self) -> None:
         super().__init__("demonstrator_node")
-        for name, default in PARAMETERS.items():
-            self.declare_parameter(name, default)
-        p = {name: self.get_parameter(name).value for name in PARAMETERS}
+        p = spinning.declare_parameters(self, PARAMETERS)
         self.params = p
         for name in p["suboptimal_demonstrators"]:
             if name not in DEMONSTRATORS or name == "expert":

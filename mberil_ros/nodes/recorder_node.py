@@ -57,9 +57,7 @@ def message_class(msgtype: str) -> type:
 class RecorderNode(Node):
     def __init__(self) -> None:
         super().__init__("recorder_node")
-        for name, default in PARAMETERS.items():
-            self.declare_parameter(name, default)
-        p = {name: self.get_parameter(name).value for name in PARAMETERS}
+        p = spinning.declare_parameters(self, PARAMETERS)
         if not p["output"]:
             raise UserError("parameter 'output' (bag folder to write) is required")
         if p["timestamps"] not in ("source", "receive"):

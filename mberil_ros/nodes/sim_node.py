@@ -76,9 +76,7 @@ def pose_at(position) -> Pose:
 class SimNode(Node):
     def __init__(self) -> None:
         super().__init__("sim_node")
-        for name, default in PARAMETERS.items():
-            self.declare_parameter(name, default)
-        p = {name: self.get_parameter(name).value for name in PARAMETERS}
+        p = spinning.declare_parameters(self, PARAMETERS)
         self.task = ReachingTask(suite=p["suite"], arm=p["arm"], seed=p["seed"])
         self.task.model.opt.timestep = float(p["physics_dt"])
         control_dt = 1.0 / float(p["control_rate"])

@@ -57,3 +57,10 @@ def run(make_node: Callable[[], Node], name: str, args: list[str] | None,
             node.destroy_node()
         rclpy.try_shutdown()
     return 0
+
+
+def declare_parameters(node: Node, defaults: dict[str, object]) -> dict[str, object]:
+    """Declare every parameter of a node's table in one place; return their values."""
+    for name, default in defaults.items():
+        node.declare_parameter(name, default)
+    return {name: node.get_parameter(name).value for name in defaults}

@@ -36,9 +36,7 @@ PARAMETERS = {
 class TrainerNode(Node):
     def __init__(self) -> None:
         super().__init__("trainer_node")
-        for name, default in PARAMETERS.items():
-            self.declare_parameter(name, default)
-        p = {name: self.get_parameter(name).value for name in PARAMETERS}
+        p = spinning.declare_parameters(self, PARAMETERS)
         overrides = [o for o in p["overrides"] if o]
         resume = Path(p["resume"]) if p["resume"] else None
         config = Path(p["config"]) if p["config"] else (
