@@ -21,6 +21,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "record": ("mberil_ros.record", "run sim + demonstrator + recorder, write a rosbag2"),
     "train": ("mberil_ros.algos.train_cli", "train Offline-MB-ERIL or BC from a dataset"),
     "convert": ("mberil_ros.data.convert_cli", "rosbag2 (MCAP/sqlite3) and ROS 1 bags -> dataset"),
+    "eval": ("mberil_ros.eval.cli", "run a checkpoint closed loop in the simulator"),
 }
 
 

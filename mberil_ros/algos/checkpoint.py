@@ -5,7 +5,9 @@
                             normalization.json     observation/action normalization
                             training_state.pt      optimizers, RNG, step, algorithm state
     RUN/checkpoints/last -> 00001000               newest complete checkpoint
-    RUN/checkpoints/best -> 00000800               best held-out NLL_pi so far
+    RUN/checkpoints/best -> 00000800               best so far (runner.py: closed-loop
+                                                   success, else held-out NLL_pi)
+    RUN/checkpoints/warmstart -> 00000500          end of the warm start (never pruned)
 
 A checkpoint is written into a hidden temporary folder and renamed into place; the `last`
 link is replaced with os.replace. A run killed at any moment leaves `last` pointing at a
@@ -165,9 +167,9 @@ def load_training_state(checkpoint: Path) -> dict[str, Any]:
 
 
 def prune(run_dir: Path, keep: int) -> None:
-    """Delete old checkpoints beyond the newest ``keep``; never `last`'s or `best`'s target."""
+    """Delete old checkpoints beyond the newest ``keep``; never a linked one."""
     root = run_dir / "checkpoints"
-    protected = {os.readlink(root / link) for link in ("last", "best")
+    protected = {os.readlink(root / link) for link in ("last", "best", "warmstart")
                  if (root / link).is_symlink()}
     steps = sorted(p for p in root.iterdir() if p.is_dir() and p.name.isdigit()
                    and not p.is_symlink())

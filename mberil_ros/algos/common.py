@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mberil_ros.algos.data import DataConfig
-from mberil_ros.models.config import BACKBONES, EncoderConfig, MambaConfig
+from mberil_ros.models.config import BACKBONES, INPUTS, EncoderConfig, MambaConfig
 
 _LOG_2PI = math.log(2 * math.pi)
 T = TypeVar("T")
@@ -37,6 +37,9 @@ class NetworkConfig:
     """Sizes shared by every network of an algorithm (policy, model, discriminator)."""
 
     backbone: str = "mamba"  # "mamba": history encoder (§7); "mlp": x_t alone (conventional)
+    policy_inputs: str = "state_prev_action"  # what every network reads at step t: "state"
+    #   (x_t; Mamba: tokens of x_k) | "state_prev_action" (x_t and the previous-action token
+    #   u_{t-1} - q_t; Mamba: tokens of (x_k, that token))
     d_model: int = 128  # encoder width (latent size)
     n_layers: int = 4  # Mamba blocks
     context: int = 32  # K: time-embedding rows; steps past K reuse row K-1
@@ -50,6 +53,9 @@ class NetworkConfig:
         if self.backbone not in BACKBONES:
             raise ValueError(f"network.backbone must be one of {BACKBONES}, got "
                              f"{self.backbone!r}")
+        if self.policy_inputs not in INPUTS:
+            raise ValueError(f"network.policy_inputs must be one of {INPUTS}, got "
+                             f"{self.policy_inputs!r}")
         for name in ("d_model", "n_layers", "context", "d_state", "d_conv", "expand",
                      "mlp_hidden", "head_hidden"):
             v = getattr(self, name)
@@ -58,6 +64,7 @@ class NetworkConfig:
 
     def encoder(self, obs_dim: int, act_dim: int) -> EncoderConfig:
         return EncoderConfig(obs_dim=obs_dim, act_dim=act_dim, backbone=self.backbone,
+                             inputs=self.policy_inputs,
                              d_model=self.d_model, n_layers=self.n_layers, context=self.context,
                              mlp_hidden=self.mlp_hidden,
                              mamba=MambaConfig(d_model=self.d_model, d_state=self.d_state,

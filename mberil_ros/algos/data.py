@@ -1,17 +1,13 @@
-"""Training data for the algorithms: normalization, episode split, whole-episode batches.
+"""Training data for the algorithms: the codec, episode split, whole-episode batches.
 
-Every batch is a set of sequences that START AT THE EPISODE START (ALGORITHM.md §7 "train
-the way you infer"): whole episodes, padded at the end, with a mask. Padding is causal-safe
-(Mamba and the MLP encoder never let a later token change an earlier latent), so padded steps
-only need to be left out of the losses. ``max_seq_len`` turns long episodes into prefixes
-from the start instead of random windows.
+Every batch is a set of sequences that START AT THE EPISODE START ("train the way you
+infer": a recurrent policy deployed from the episode start sees exactly these prefixes):
+whole episodes, padded at the end, with a mask. Padding is causal-safe (Mamba and the MLP
+encoder never let a later token change an earlier latent), so padded steps only need to be
+left out of the losses. ``max_seq_len`` turns long episodes into prefixes from the start.
 
-Normalization (exported as normalization.json, see ``Normalizer.to_dict``):
-- observation: ``(x - mean) / (std + obs_eps)``; the epsilon keeps constant features
-  (obstacle present-flags, an unused slot) finite, they just map to ~0;
-- action: per joint, ``a = 2 (u - lo) / (hi - lo) - 1`` with ``lo = min - m (max - min)``,
-  ``hi = max + m (max - min)``: the recorded range lands inside [-1/(1+2m), 1/(1+2m)], so
-  the tanh-squashed policy never needs atanh(+-1). Inverse: ``u = lo + (a + 1) (hi - lo) / 2``.
+Normalization, the action representation and the previous-action token are the codec's
+(codec.py), fitted on the training split only and exported as normalization.json.
 All arrays are loaded once and kept as padded float32 tensors; sampling indexes them.
 """
 
@@ -25,6 +21,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from mberil_ros.algos.codec import (
+    ACTION_REPRS,
+    PolicyCodec,
+    joint_position_index,
+    previous_commands,
+)
 from mberil_ros.data.dataset import Dataset
 from mberil_ros.errors import UserError
 from mberil_ros.sim.labels import DEMONSTRATORS
@@ -39,8 +41,10 @@ class DataConfig:
     val_fraction: float = 0.1  # fraction of episodes (per label) held out for evaluate()
     split_seed: int = 0  # seed of the episode split (the same on every rank)
     max_seq_len: int | None = None  # None: whole episodes; else prefixes of this length
-    obs_eps: float = 1e-3  # added to the observation std (constant features stay finite)
-    act_margin: float = 0.05  # action range widened by this fraction of (max - min) per side
+    action_repr: str = "delta_command"  # what the policy predicts: absolute joint targets |
+    #   delta_position (target - measured position) | delta_command (target - last command)
+    obs_min_std: float = 1e-4  # observation features with a smaller std keep scale 1
+    act_margin: float = 0.05  # predicted range widened by this fraction of (max - min) per side
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.val_fraction < 1.0:
@@ -48,68 +52,27 @@ class DataConfig:
         if self.max_seq_len is not None and self.max_seq_len < 1:
             raise ValueError(f"DataConfig.max_seq_len must be >= 1 or null, got "
                              f"{self.max_seq_len}")
-        if self.obs_eps <= 0:
-            raise ValueError(f"DataConfig.obs_eps must be > 0, got {self.obs_eps}")
+        if self.action_repr not in ACTION_REPRS:
+            raise ValueError(f"DataConfig.action_repr must be one of {ACTION_REPRS}, got "
+                             f"{self.action_repr!r}")
+        if self.obs_min_std <= 0:
+            raise ValueError(f"DataConfig.obs_min_std must be > 0, got {self.obs_min_std}")
         if self.act_margin < 0:
             raise ValueError(f"DataConfig.act_margin must be >= 0, got {self.act_margin}")
 
 
 @dataclass
-class Normalizer:
-    obs_mean: np.ndarray
-    obs_scale: np.ndarray  # std + eps
-    act_low: np.ndarray
-    act_high: np.ndarray
-
-    @classmethod
-    def from_stats(cls, stats: dict[str, dict[str, list[float]]], cfg: DataConfig
-                   ) -> Normalizer:
-        obs, act = stats["observation.state"], stats["action"]
-        lo, hi = np.asarray(act["min"], np.float64), np.asarray(act["max"], np.float64)
-        # a joint that never moved still needs a non-empty range
-        span = np.maximum(hi - lo, 1e-3)
-        return cls(np.asarray(obs["mean"], np.float32),
-                   (np.asarray(obs["std"], np.float64) + cfg.obs_eps).astype(np.float32),
-                   (lo - cfg.act_margin * span).astype(np.float32),
-                   (lo + (1 + cfg.act_margin) * span).astype(np.float32))
-
-    def obs(self, x: np.ndarray) -> np.ndarray:
-        return ((x - self.obs_mean) / self.obs_scale).astype(np.float32)
-
-    def act(self, u: np.ndarray) -> np.ndarray:
-        return (2.0 * (u - self.act_low) / (self.act_high - self.act_low) - 1.0).astype(np.float32)
-
-    def act_inverse(self, a: np.ndarray) -> np.ndarray:
-        return (self.act_low + (a + 1.0) * 0.5 * (self.act_high - self.act_low)).astype(
-            np.float32)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "observation": {"type": "mean_std", "mean": self.obs_mean.tolist(),
-                            "scale": self.obs_scale.tolist(),
-                            "formula": "(x - mean) / scale"},
-            "action": {"type": "min_max_to_unit", "low": self.act_low.tolist(),
-                       "high": self.act_high.tolist(),
-                       "formula": "a = 2 (u - low) / (high - low) - 1; "
-                                  "u = low + (a + 1) (high - low) / 2"},
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Normalizer:
-        f = lambda v: np.asarray(v, np.float32)  # noqa: E731
-        return cls(f(d["observation"]["mean"]), f(d["observation"]["scale"]),
-                   f(d["action"]["low"]), f(d["action"]["high"]))
-
-
-@dataclass
 class Batch:
-    """Sequences from the episode start: obs/next_obs (B, T, obs_dim), act/prev_act
-    (B, T, act_dim), mask (B, T) bool (False on padding), expert (B,) bool."""
+    """Sequences from the episode start, all normalized by the codec: obs/next_obs
+    (B, T, obs_dim), act (B, T, act_dim) in (-1, 1), prev_act (B, T, act_dim) the
+    previous-action token of each step and next_prev_act that of the step after (the token
+    that goes with next_obs), mask (B, T) bool (False on padding), expert (B,) bool."""
 
     obs: torch.Tensor
     act: torch.Tensor
     prev_act: torch.Tensor
     next_obs: torch.Tensor
+    next_prev_act: torch.Tensor
     mask: torch.Tensor
     expert: torch.Tensor
 
@@ -120,20 +83,22 @@ class Batch:
 class EpisodeSet:
     """Normalized episodes of one split, padded to the longest: indexing, not copying."""
 
-    def __init__(self, episodes: list[tuple[np.ndarray, np.ndarray, np.ndarray, bool]],
-                 obs_dim: int, act_dim: int) -> None:
+    def __init__(self, episodes: list[dict[str, np.ndarray | bool]], obs_dim: int,
+                 act_dim: int) -> None:
         n = len(episodes)
-        t_max = max((len(e[0]) for e in episodes), default=1)
+        t_max = max((len(e["obs"]) for e in episodes), default=1)
         self.obs = torch.zeros(n, t_max, obs_dim)
-        self.act = torch.zeros(n, t_max, act_dim)
         self.next_obs = torch.zeros(n, t_max, obs_dim)
+        self.act = torch.zeros(n, t_max, act_dim)
+        self.prev_act = torch.zeros(n, t_max, act_dim)
+        self.next_prev_act = torch.zeros(n, t_max, act_dim)
         self.length = torch.zeros(n, dtype=torch.long)
         self.expert = torch.zeros(n, dtype=torch.bool)
-        for i, (o, a, no, is_expert) in enumerate(episodes):
-            t = len(o)
-            self.obs[i, :t], self.act[i, :t] = torch.from_numpy(o), torch.from_numpy(a)
-            self.next_obs[i, :t] = torch.from_numpy(no)
-            self.length[i], self.expert[i] = t, is_expert
+        for i, e in enumerate(episodes):
+            t = len(e["obs"])
+            for key in ("obs", "next_obs", "act", "prev_act", "next_prev_act"):
+                getattr(self, key)[i, :t] = torch.from_numpy(e[key])
+            self.length[i], self.expert[i] = t, bool(e["expert"])
         self.index = {"all": torch.arange(n), "expert": torch.nonzero(self.expert)[:, 0],
                       "suboptimal": torch.nonzero(~self.expert)[:, 0]}
 
@@ -145,10 +110,9 @@ class EpisodeSet:
 
     def gather(self, rows: torch.Tensor) -> Batch:
         t = int(self.length[rows].max())  # trim the padding no row in this batch needs
-        act = self.act[rows, :t]
-        prev = torch.cat([torch.zeros_like(act[:, :1]), act[:, :-1]], dim=1)
         mask = torch.arange(t)[None, :] < self.length[rows][:, None]
-        return Batch(self.obs[rows, :t], act, prev, self.next_obs[rows, :t], mask,
+        return Batch(self.obs[rows, :t], self.act[rows, :t], self.prev_act[rows, :t],
+                     self.next_obs[rows, :t], self.next_prev_act[rows, :t], mask,
                      self.expert[rows])
 
 
@@ -166,7 +130,7 @@ class OfflineData:
         self.joint_names = list(ds.info.get("joints") or
                                 [n.rsplit(".", 1)[0] for n in self.action_names])
         self.fps = ds.fps
-        self.normalizer = Normalizer.from_stats(ds.stats, self.cfg)
+        self.arm = str(ds.info.get("arm", "right"))
         labels = [m["label"] for m in ds.episodes]
         bad = sorted({lab for lab in labels if lab not in ("expert", "suboptimal")})
         if bad:
@@ -174,14 +138,24 @@ class OfflineData:
         if "expert" not in labels:
             raise UserError(f"{self.name}: no expert episodes (label 'expert') to imitate")
         train, val = self._split(labels)
-        n = self.normalizer
+        self.qidx = joint_position_index(self.state_names, self.joint_names)
+        # statistics of the training split only: held-out episodes never leak into them
+        self.codec = PolicyCodec.fit(
+            [(ds.episode(i).observation, ds.episode(i).action) for i in train], self.qidx,
+            self.cfg.action_repr, self.cfg.obs_min_std, self.cfg.act_margin)
         cut = self.cfg.max_seq_len
+
         def load(ids: list[int]) -> EpisodeSet:
-            eps = []
+            c, eps = self.codec, []
             for i in ids:
                 e = ds.episode(i)
-                eps.append((n.obs(e.observation[:cut]), n.act(e.action[:cut]),
-                            n.obs(e.next_observation[:cut]), labels[i] == "expert"))
+                prev = previous_commands(e.observation, e.action, self.qidx)
+                obs, nobs = e.observation[:cut], e.next_observation[:cut]
+                act, prev = e.action[:cut], prev[:cut]
+                eps.append({"obs": c.obs(obs), "next_obs": c.obs(nobs),
+                            "act": c.action(act, obs, prev), "prev_act": c.lead(prev, obs),
+                            "next_prev_act": c.lead(act, nobs),
+                            "expert": labels[i] == "expert"})
             return EpisodeSet(eps, self.obs_dim, self.act_dim)
         self.train_ids, self.val_ids = train, val
         self.train, self.val = load(train), load(val)
@@ -242,7 +216,7 @@ class OfflineData:
         return {"obs_dim": self.obs_dim, "act_dim": self.act_dim,
                 "joint_names": self.joint_names, "state_names": self.state_names,
                 "action_names": self.action_names, "fps": self.fps,
-                "normalization": self.normalizer.to_dict()}
+                "normalization": self.codec.to_dict()}
 
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -172,10 +172,10 @@ def frozen(*modules: nn.Module):
 
 
 def extend(batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-    """Tokens x_0, y_0, ..., y_{T-1} with previous actions 0, u_0, ..., u_{T-1}: step t+1 of
-    this sequence is h_t extended by its real next state."""
+    """Tokens x_0, y_0, ..., y_{T-1} with their previous-action tokens: step t+1 of this
+    sequence is h_t extended by its real next state."""
     obs = torch.cat([batch.obs[:, :1], batch.next_obs], 1)
-    prev = torch.cat([torch.zeros_like(batch.act[:, :1]), batch.act], 1)
+    prev = torch.cat([batch.prev_act[:, :1], batch.next_prev_act], 1)
     return obs, prev
 
 
@@ -466,8 +466,12 @@ class OfflineMBERIL:
     def _v_of(self, b: Batch, cf: dict[str, torch.Tensor]) -> torch.Tensor:
         """V(h_t followed by y^_t): token t+1 of the extended sequence replaced by y^."""
         obs_ext, prev_ext = extend(b)
-        obs_ext = obs_ext.clone()
-        obs_ext[cf["rows"], cf["t"] + 1] = cf["y"]
+        obs_ext, prev_ext = obs_ext.clone(), prev_ext.clone()
+        rows, t = cf["rows"], cf["t"]
+        obs_ext[rows, t + 1] = cf["y"]
+        # the token that goes with y^: the same command minus y^'s joint positions
+        prev_ext[rows, t + 1] = self.data.codec.torch_next_lead(
+            b.obs[rows, t], b.prev_act[rows, t], b.act[rows, t], cf["y"])
         lat = self.disc.encoder(obs_ext, prev_ext)
         return self.disc.V(lat[cf["rows"], cf["t"] + 1])
 

@@ -62,7 +62,7 @@ def pick_device(name: str) -> torch.device:
 
 
 def default_run_name(cfg: TrainConfig) -> str:
-    backbone = getattr(cfg.algo, "backbone", "")
+    backbone = cfg.algo.network.backbone
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     return "-".join(p for p in (cfg.run.algorithm, backbone, stamp) if p)
 
@@ -113,6 +113,8 @@ class TrainingRun:
         self.step = 0
         self.saved_step = -1
         self.best_nll: float | None = None
+        self.best_score: tuple[float, ...] | None = None
+        self.warm_seen = False
         self.best_step: int | None = None
         self.evals_since_best = 0
         if self.resume:
@@ -145,6 +147,9 @@ class TrainingRun:
         self.step = int(state["step"])
         self.saved_step = self.step
         self.best_nll = state.get("best_nll_pi")
+        score = state.get("best_score")
+        self.best_score = tuple(float(v) for v in score) if score is not None else None
+        self.warm_seen = bool(state.get("warm_seen", False))
         self.best_step = state.get("best_step")
         self.evals_since_best = int(state.get("evals_since_best", 0))
         if self.dist.is_main:
@@ -215,28 +220,68 @@ class TrainingRun:
 
     def _evaluate(self) -> dict[str, float]:
         metrics = {k: float(v) for k, v in self.algo.evaluate().items()}
+        # an algorithm still in its warm start (Offline-MB-ERIL's BC phase) is evaluated and
+        # logged, but never chosen as best: the run's result must come from the algorithm
+        warm = bool(getattr(self.algo, "warm", True))
+        metrics["warm"] = float(warm)
+        if self.cfg.run.eval_episodes and self.dist.is_main:
+            metrics.update(self._closed_loop())
         # Every rank must take the same best-checkpoint and early-stopping decisions (they
         # involve collectives): rank 0's numbers decide.
         metrics = broadcast_from_main(metrics, self.dist)
         nll = metrics.get("nll_pi")
-        improved = nll is not None and math.isfinite(nll) and (
-            self.best_nll is None or nll < self.best_nll)
+        score = self._score(metrics)
+        improved = warm and score is not None and (self.best_score is None
+                                                   or score > self.best_score)
         if improved:
-            self.best_nll, self.best_step, self.evals_since_best = nll, self.step, 0
+            self.best_score, self.best_step, self.evals_since_best = score, self.step, 0
+            self.best_nll = nll
             self._checkpoint(best=True)
-        else:
+        elif warm:
             self.evals_since_best += 1
+        if warm and not self.warm_seen:
+            self.warm_seen = True
+            self._checkpoint(link="warmstart")  # the warm-start end, kept for comparison
         self._log(metrics, "eval")
         if self.dist.is_main:
             path = self.run_dir / "eval" / f"{ckpt.step_dir_name(self.step)}.json"
             path.write_text(json.dumps({"step": self.step, **metrics}, indent=2))
         return metrics
 
-    def _checkpoint(self, best: bool = False) -> None:
+    def _score(self, metrics: dict[str, float]) -> tuple[float, ...] | None:
+        """Higher is better: closed-loop success first (when measured), then -NLL_pi."""
+        nll = metrics.get("nll_pi")
+        if nll is None or not math.isfinite(nll):
+            return None
+        if "val/success" in metrics:
+            return (metrics["val/success"], -metrics["val/final_distance"], -nll)
+        return (-nll,)
+
+    def _closed_loop(self) -> dict[str, float]:
+        """Success of the current policy on validation layouts of the train suite."""
+        from mberil_ros.eval.closed_loop import (
+            VALIDATION_SEED_BASE,
+            policy_controller,
+            run_episode,
+            summarize,
+        )
+        from mberil_ros.sim.task import ReachingTask
+
+        policy, config = self.algo.export_policy()
+        task = ReachingTask("train", self.algo.data.arm)
+        controller = policy_controller(policy, config)
+        results = [run_episode(task, controller, VALIDATION_SEED_BASE + i)
+                   for i in range(self.cfg.run.eval_episodes)]
+        s = summarize(results)
+        return {f"val/{k}": float(s[k]) for k in ("success", "collision", "final_distance",
+                                                   "sign_changes")}
+
+    def _checkpoint(self, best: bool = False, link: str | None = None) -> None:
         root = self.run_dir / "checkpoints"
         if self.step == self.saved_step:  # same decision on every rank: no collectives
-            if best and self.dist.is_main:
-                ckpt.point(root, "best", ckpt.step_dir_name(self.step))
+            if self.dist.is_main:
+                for name in (["best"] if best else []) + ([link] if link else []):
+                    ckpt.point(root, name, ckpt.step_dir_name(self.step))
             return
         self.saved_step = self.step
         modules = self.algo.modules()
@@ -263,14 +308,16 @@ class TrainingRun:
             "optimizers": {n: o.state_dict() for n, o in self.algo.optimizers().items()},
             "ranks": per_rank,
             "best_nll_pi": self.best_nll,
+            "best_score": list(self.best_score) if self.best_score is not None else None,
+            "warm_seen": self.warm_seen,
             "best_step": self.best_step,
             "evals_since_best": self.evals_since_best,
             "world_size": self.dist.world_size,
         }
         ckpt.save_checkpoint(self.run_dir, self.step, modules, policy_config, normalization,
                              state)
-        if best:
-            ckpt.point(root, "best", ckpt.step_dir_name(self.step))
+        for name in (["best"] if best else []) + ([link] if link else []):
+            ckpt.point(root, name, ckpt.step_dir_name(self.step))
         ckpt.prune(self.run_dir, self.cfg.run.keep_checkpoints)
 
 

@@ -49,7 +49,10 @@ class RunConfig:
     eval_every: int = 200  # steps between held-out evaluations (NLL_pi, NLL_m)
     checkpoint_every: int = 200  # steps between checkpoints (one is also written at the end)
     keep_checkpoints: int = 3  # newest checkpoints kept (plus `best`)
-    early_stopping_patience: int = 0  # evaluations without a better NLL_pi before stopping; 0 off
+    early_stopping_patience: int = 0  # evaluations without a better score before stopping; 0 off
+    eval_episodes: int = 0  # closed-loop episodes per evaluation on validation layouts of the
+    #   train suite (never the held-out suites); > 0: `best` = highest success, ties broken by
+    #   lower NLL_pi; 0: `best` = lowest held-out NLL_pi
     progress: bool = True  # tqdm progress bar (rank 0)
 
     def validate(self) -> None:
@@ -61,7 +64,8 @@ class RunConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise UserError(f"{name}: must be a positive integer, got {value!r}")
-        for name in ("keep_checkpoints", "early_stopping_patience", "num_threads", "seed"):
+        for name in ("keep_checkpoints", "early_stopping_patience", "num_threads", "seed",
+                     "eval_episodes"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise UserError(f"{name}: must be an integer >= 0, got {value!r}")

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 BACKBONES = ("mamba", "mlp")
+# what every network reads at step t: x_t alone, or x_t and the previous-action token
+INPUTS = ("state", "state_prev_action")
 TIME_EMBEDDINGS = ("learned_clamped", "none")
 
 
@@ -70,6 +72,7 @@ class EncoderConfig:
     obs_dim: int = 14
     act_dim: int = 7
     backbone: str = "mamba"
+    inputs: str = "state_prev_action"  # one of INPUTS (both backbones)
     d_model: int = 128
     n_layers: int = 4
     context: int = 32
@@ -85,6 +88,8 @@ class EncoderConfig:
         if self.backbone not in BACKBONES:
             raise ValueError(f"EncoderConfig.backbone must be one of {BACKBONES}, "
                              f"got {self.backbone!r}")
+        if self.inputs not in INPUTS:
+            raise ValueError(f"EncoderConfig.inputs must be one of {INPUTS}, got {self.inputs!r}")
         if self.time_embedding not in TIME_EMBEDDINGS:
             raise ValueError(f"EncoderConfig.time_embedding must be one of {TIME_EMBEDDINGS}, "
                              f"got {self.time_embedding!r}")

@@ -63,12 +63,14 @@ class SequenceEncoder(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.out_dim = cfg.d_model
+        self.uses_prev = cfg.inputs == "state_prev_action"
+        in_dim = cfg.obs_dim + (cfg.act_dim if self.uses_prev else 0)
         if cfg.backbone == "mlp":
             self.mlp = nn.Sequential(
-                nn.Linear(cfg.obs_dim, cfg.mlp_hidden), nn.SiLU(),
+                nn.Linear(in_dim, cfg.mlp_hidden), nn.SiLU(),
                 nn.Linear(cfg.mlp_hidden, cfg.d_model), nn.SiLU())
             return
-        self.embed = nn.Linear(cfg.obs_dim + cfg.act_dim, cfg.d_model)
+        self.embed = nn.Linear(in_dim, cfg.d_model)
         self.time_embed = (nn.Embedding(cfg.context, cfg.d_model)
                            if cfg.time_embedding == "learned_clamped" else None)
         if self.time_embed is not None:
@@ -78,10 +80,17 @@ class SequenceEncoder(nn.Module):
 
     def _tokens(self, obs: torch.Tensor, prev_act: torch.Tensor, t: torch.Tensor
                 ) -> torch.Tensor:
-        h = self.embed(torch.cat([obs, prev_act], dim=-1))
+        h = self.embed(self._inputs(obs, prev_act))
         if self.time_embed is not None:
             h = h + self.time_embed(t.clamp(max=self.cfg.context - 1))
         return h
+
+    def _inputs(self, obs: torch.Tensor, prev_act: torch.Tensor | None) -> torch.Tensor:
+        if not self.uses_prev:
+            return obs
+        if prev_act is None:
+            prev_act = obs.new_zeros(*obs.shape[:-1], self.cfg.act_dim)
+        return torch.cat([obs, prev_act], dim=-1)
 
     def check(self, obs: torch.Tensor, prev_act: torch.Tensor | None) -> None:
         check_input("observation", obs, self.cfg.obs_dim, "observation width")
@@ -98,7 +107,7 @@ class SequenceEncoder(nn.Module):
         -> latents (batch, len, d_model); the last token's latent is [:, -1]."""
         self.check(obs, prev_act)
         if self.cfg.backbone == "mlp":
-            return self.mlp(obs)
+            return self.mlp(self._inputs(obs, prev_act))
         if prev_act is None:
             prev_act = obs.new_zeros(*obs.shape[:-1], self.cfg.act_dim)
         t = torch.arange(obs.shape[1], device=obs.device)
@@ -128,7 +137,7 @@ class SequenceEncoder(nn.Module):
         self.check(obs, prev_act)
         if self.cfg.backbone == "mlp":
             state.t += 1
-            return self.mlp(obs)
+            return self.mlp(self._inputs(obs, prev_act))
         if prev_act is None:
             prev_act = obs.new_zeros(*obs.shape[:-1], self.cfg.act_dim)
         t = torch.full(obs.shape[:-1], state.t, dtype=torch.long, device=obs.device)

@@ -1,0 +1,132 @@
+"""`mberil eval CHECKPOINT --suite S --episodes N --seed K [--json OUT] [--plot DIR]`.
+
+Runs the checkpoint closed loop in the in-process simulator through the policy runtime (the
+ROS policy node's runtime), episodes spread over worker processes, and prints success,
+collisions, final distance, time to goal and smoothness per suite. ``--baselines`` also runs
+the scripted expert (the evaluator's self-test) and a hold-still policy on the same seeds.
+CHECKPOINT may be a checkpoint folder, a run folder (its checkpoints/last), ``expert`` or
+``hold``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+from mberil_ros.errors import UserError
+from mberil_ros.eval.closed_loop import BASELINES, EVAL_SEED_BASE, Evaluator, summarize
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = (
+        "examples:\n"
+        "  mberil eval runs/bc-mlp-20261129-120000 --suite train --episodes 100\n"
+        "  mberil eval runs/RUN/checkpoints/best --suite all --baselines --json eval.json\n"
+        "  mberil eval expert --suite heldout_obstacles --episodes 50")
+    parser.add_argument("checkpoint", help="checkpoint folder, run folder, 'expert' or 'hold'")
+    parser.add_argument("--suite", action="append", metavar="NAME",
+                        help="task suite (repeatable, or 'all'; default train)")
+    parser.add_argument("--episodes", type=int, default=100, help="episodes per suite (100)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help=f"episode i uses layout seed {EVAL_SEED_BASE} + SEED + i (0)")
+    parser.add_argument("--arm", default="right", help="right | left | both (right)")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="worker processes (0: one per CPU core)")
+    parser.add_argument("--baselines", action="store_true",
+                        help="also run the scripted expert and a hold-still policy")
+    parser.add_argument("--json", metavar="OUT.json", help="write the summary and every episode")
+    parser.add_argument("--plot", metavar="DIR", help="draw the first episodes' hand paths")
+
+
+def _suites(names: list[str] | None) -> list[str]:
+    from mberil_ros.sim.suites import SUITES
+
+    names = names or ["train"]
+    if "all" in names:
+        return list(SUITES)
+    for n in names:
+        if n not in SUITES:
+            raise UserError(f"--suite: unknown suite {n!r} (choose from "
+                            f"{', '.join(SUITES)} or all)")
+    return names
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    if args.episodes < 1:
+        raise UserError(f"--episodes must be >= 1, got {args.episodes}")
+    if args.seed < 0:
+        raise UserError(f"--seed must be >= 0, got {args.seed}")
+    suites = _suites(args.suite)
+    specs = [args.checkpoint] + (list(BASELINES) if args.baselines else [])
+    if args.checkpoint not in BASELINES:
+        from mberil_ros.algos.checkpoint import resolve
+
+        specs[0] = str(resolve(Path(args.checkpoint)))  # one clear error before any worker
+        from mberil_ros.eval.closed_loop import RuntimeController
+        from mberil_ros.sim.task import ReachingTask
+
+        print(RuntimeController(specs[0], ReachingTask(suites[0], args.arm)).runtime.summary)
+    seeds = [EVAL_SEED_BASE + args.seed + i for i in range(args.episodes)]
+    keep = 3 if args.plot else 0
+    report: dict = {"seeds": [seeds[0], seeds[-1]], "results": []}
+    rows = []
+    with tqdm(total=len(specs) * len(suites) * len(seeds), desc="episodes", unit="ep",
+              ncols=90) as bar, Evaluator(args.workers or os.cpu_count()) as evaluator:
+        for spec in dict.fromkeys(specs):
+            for suite in suites:
+                results = evaluator.run(spec, suite, seeds, arm=args.arm, keep_paths=keep,
+                                        progress=bar.update)
+                summary = summarize(results)
+                rows.append((spec if spec in BASELINES else "policy", suite, summary))
+                report["results"].append({"controller": spec, "suite": suite,
+                                          "summary": summary,
+                                          "episodes": [r.__dict__ for r in results]})
+                if args.plot:
+                    _plot(Path(args.plot), spec, suite, args.arm, results[:keep])
+    print(format_table(rows))
+    if args.json:
+        out = Path(args.json)
+        tmp = out.with_name(f".{out.name}.tmp")
+        tmp.write_text(json.dumps(report, indent=1))
+        tmp.replace(out)
+        print(f"wrote {out}")
+    return 0
+
+
+def format_table(rows: list[tuple[str, str, dict]]) -> str:
+    header = ["controller", "suite", "episodes", "success", "collision", "final_dist_m",
+              "time_to_goal_s", "sign_changes/s"]
+    body = []
+    for name, suite, s in rows:
+        t = "-" if s["time_to_goal"] is None else f"{s['time_to_goal']:.2f}"
+        body.append([name, suite, str(s["episodes"]), f"{s['success']:.2f}",
+                     f"{s['collision']:.2f}", f"{s['final_distance']:.3f}", t,
+                     f"{s['sign_changes']:.2f}"])
+    widths = [max(len(x) for x in col) for col in zip(header, *body, strict=True)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True))
+             for line in [header, *body]]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _plot(folder: Path, spec: str, suite: str, arm: str, results: list) -> None:
+    import numpy as np
+
+    from mberil_ros.sim.plot import plot_episode
+    from mberil_ros.sim.task import ReachingTask
+
+    folder.mkdir(parents=True, exist_ok=True)
+    task = ReachingTask(suite, arm)
+    name = spec if spec in BASELINES else "policy"
+    for r in results:
+        task.reset(seed=r.seed)
+        hand = task.layout.hands[0]
+        plot_episode(folder / f"{name}-{suite}-{r.seed}.png", {hand: np.asarray(r.hand_path)},
+                     dict(task.episode.targets), task.obstacles,
+                     title=f"{name} on {suite} (seed {r.seed}): "
+                           f"{'success' if r.success else 'failure'}")

@@ -1,0 +1,239 @@
+"""Closed-loop evaluation in the in-process simulator, through the policy runtime.
+
+A policy is judged by what it does, not by an offline likelihood: every episode resets the
+MuJoCo task from a layout seed, then the controller acts at 50 Hz until success, the first
+collision or the suite's time limit. The same loop runs three kinds of controller:
+
+- a checkpoint, through ``PolicyRuntime`` (the runtime the ROS policy node uses);
+- ``expert``: the scripted demonstrator that made the data (the evaluator's self-test: it
+  must reproduce its own success rate);
+- ``hold``: a policy that never moves (the floor any learned policy must beat).
+
+Layout seeds: datasets generated in-process use small seeds (the demo and tests use < 10^5),
+evaluation uses ``EVAL_SEED_BASE + seed + i`` and training-time checkpoint selection
+``VALIDATION_SEED_BASE + i``, so the three never share a layout.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from mberil_ros.sim.spaces import CONTROL_DT
+
+EVAL_SEED_BASE = 1_000_000
+VALIDATION_SEED_BASE = 2_000_000
+BASELINES = ("expert", "hold")
+
+
+class Controller(Protocol):
+    def start(self, task: Any, seed: int) -> None: ...
+
+    def act(self, obs: np.ndarray) -> np.ndarray: ...
+
+
+class RuntimeController:
+    def __init__(self, checkpoint: str, task: Any) -> None:
+        from mberil_ros.runtime import PolicyRuntime
+
+        self.runtime = PolicyRuntime.load(checkpoint, joint_names=task.layout.joints,
+                                          state_names=task_state_names(task))
+
+    def start(self, task: Any, seed: int) -> None:
+        self.runtime.reset(task.observation())
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        return self.runtime.step(obs)
+
+
+def policy_controller(policy: Any, config: dict[str, Any]) -> RuntimeController:
+    """A controller on an in-memory policy (closed-loop checks while training)."""
+    from mberil_ros.runtime import PolicyRuntime
+
+    controller = RuntimeController.__new__(RuntimeController)
+    controller.runtime = PolicyRuntime.from_policy(policy, config)
+    return controller
+
+
+class ExpertController:
+    def __init__(self) -> None:
+        from mberil_ros.sim.demonstrators import make_demonstrator
+
+        self.demo = make_demonstrator("expert")
+
+    def start(self, task: Any, seed: int) -> None:
+        self.demo.reset(task.episode, seed=seed)
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        return self.demo.act(obs)
+
+
+class HoldController:
+    def start(self, task: Any, seed: int) -> None:
+        self.q0 = task.observation()[task.layout.qpos].copy()
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        return self.q0
+
+
+def task_state_names(task: Any) -> list[str]:
+    """The observation feature names of the task (the dataset's state_names)."""
+    from mberil_ros.data.config import load_config
+
+    return load_config(None, {"arm": task.arm}).state_names()
+
+
+def make_controller(spec: str, task: Any) -> Controller:
+    if spec == "expert":
+        return ExpertController()
+    if spec == "hold":
+        return HoldController()
+    return RuntimeController(spec, task)
+
+
+@dataclass
+class EpisodeResult:
+    seed: int
+    success: bool
+    collision: bool
+    final_distance: float  # m, worst active hand to its target
+    time_to_goal: float | None  # s, None when not reached
+    ticks: int
+    smoothness: float  # rad/tick^2, mean |second difference| of the commands
+    sign_changes: float  # per joint and second: reversals of the command's direction
+    hand_path: list[list[float]] = field(default_factory=list)  # kept only when asked
+
+
+def run_episode(task: Any, controller: Controller, seed: int, keep_path: bool = False
+                ) -> EpisodeResult:
+    task.reset(seed=seed)
+    controller.start(task, seed)
+    obs = task.observation()
+    hand = task.layout.hands[0]
+    path = [task.hand_positions()[hand].tolist()]
+    commands, done, info = [], False, task.status()
+    while not done:
+        u = np.asarray(controller.act(obs), dtype=float)
+        obs, _, done, info = task.step(u)
+        targets = task.joint_targets()  # what the sim applied, after its own clamps
+        commands.append([targets[j] for j in task.layout.joints])
+        if keep_path:
+            path.append(task.hand_positions()[hand].tolist())
+    cmd = np.asarray(commands)
+    return EpisodeResult(
+        seed=seed, success=bool(info["success"]), collision=bool(info["collision"]),
+        final_distance=float(info["distance"]),
+        time_to_goal=float(info["time"]) if info["success"] else None, ticks=len(cmd),
+        smoothness=command_smoothness(cmd), sign_changes=sign_change_rate(cmd, CONTROL_DT),
+        hand_path=path if keep_path else [])
+
+
+def command_smoothness(cmd: np.ndarray) -> float:
+    if len(cmd) < 3:
+        return 0.0
+    return float(np.abs(np.diff(cmd, 2, axis=0)).mean())
+
+
+def sign_change_rate(cmd: np.ndarray, dt: float, deadband: float = 1e-4) -> float:
+    """Direction reversals of each joint's command per second (chatter shows as ~1/dt/2).
+    Steps smaller than ``deadband`` rad are not a direction."""
+    if len(cmd) < 3:
+        return 0.0
+    d = np.diff(cmd, axis=0)
+    s = np.sign(np.where(np.abs(d) > deadband, d, 0.0))
+    flips = (s[1:] * s[:-1]) < 0
+    return float(flips.sum() / (cmd.shape[1] * len(cmd) * dt))
+
+
+# ---- parallel batches ------------------------------------------------------------------------
+_cache: dict[tuple[str, str, str], tuple[Any, Controller]] = {}
+
+
+def _init_worker() -> None:
+    import torch
+
+    torch.set_num_threads(1)  # one episode per process: threads would only contend
+
+
+def _run_seeds(spec: str, suite: str, arm: str, seeds: list[int], keep: frozenset[int]
+               ) -> list[dict[str, Any]]:
+    key = (spec, suite, arm)
+    if key not in _cache:  # a worker keeps its tasks and loaded policies between chunks
+        from mberil_ros.sim.task import ReachingTask
+
+        task = ReachingTask(suite, arm)
+        _cache[key] = (task, make_controller(spec, task))
+    task, controller = _cache[key]
+    return [asdict(run_episode(task, controller, s, s in keep)) for s in seeds]
+
+
+class Evaluator:
+    """Closed-loop episodes over a pool of worker processes that stays up between calls
+    (start-up, imports and policy loading are paid once per worker)."""
+
+    def __init__(self, workers: int | None = None) -> None:
+        self.workers = max(1, workers or os.cpu_count() or 1)
+        self.pool: ProcessPoolExecutor | None = None
+
+    def __enter__(self) -> Evaluator:
+        if self.workers > 1:
+            import multiprocessing
+
+            ctx = multiprocessing.get_context("spawn")  # no forked torch / MuJoCo state
+            self.pool = ProcessPoolExecutor(self.workers, mp_context=ctx,
+                                            initializer=_init_worker)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(cancel_futures=True)
+
+    def run(self, spec: str, suite: str, seeds: list[int], *, arm: str = "right",
+            keep_paths: int = 0, progress: Any = None) -> list[EpisodeResult]:
+        """``spec`` (a checkpoint, 'expert' or 'hold') on ``seeds`` of ``suite``, in seed
+        order; ``progress(n)`` is called as chunks finish."""
+        keep = frozenset(seeds[:keep_paths])
+        if self.pool is None:
+            out = []
+            for s in seeds:
+                out += _run_seeds(spec, suite, arm, [s], keep)
+                if progress:
+                    progress(1)
+        else:
+            out = []
+            futures = [self.pool.submit(_run_seeds, spec, suite, arm, seeds[i:i + 4], keep)
+                       for i in range(0, len(seeds), 4)]
+            for f in as_completed(futures):
+                part = f.result()
+                out += part
+                if progress:
+                    progress(len(part))
+            order = {s: i for i, s in enumerate(seeds)}
+            out.sort(key=lambda r: order[r["seed"]])
+        return [EpisodeResult(**r) for r in out]
+
+
+def evaluate(spec: str, suite: str, seeds: list[int], *, arm: str = "right",
+             workers: int | None = None, keep_paths: int = 0, progress: Any = None
+             ) -> list[EpisodeResult]:
+    """One batch with its own pool (see Evaluator to run several)."""
+    with Evaluator(min(workers or os.cpu_count() or 1, len(seeds))) as ev:
+        return ev.run(spec, suite, seeds, arm=arm, keep_paths=keep_paths, progress=progress)
+
+
+def summarize(results: list[EpisodeResult]) -> dict[str, float]:
+    n = max(len(results), 1)
+    times = [r.time_to_goal for r in results if r.time_to_goal is not None]
+    return {
+        "episodes": len(results),
+        "success": sum(r.success for r in results) / n,
+        "collision": sum(r.collision for r in results) / n,
+        "final_distance": float(np.mean([r.final_distance for r in results])),
+        "time_to_goal": float(np.mean(times)) if times else None,
+        "smoothness": float(np.mean([r.smoothness for r in results])),
+        "sign_changes": float(np.mean([r.sign_changes for r in results])),
+    }
