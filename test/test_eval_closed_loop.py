@@ -1,0 +1,108 @@
+"""The closed-loop evaluator, `mberil eval`, and checkpoint selection on closed-loop success."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+from algos_tester import TINY_NET, tiny_dataset
+
+from mberil_ros.algos.runner import TrainingRun
+from mberil_ros.algos.train_config import load_train_config
+from mberil_ros.cli import main
+from mberil_ros.eval.closed_loop import (
+    EVAL_SEED_BASE,
+    Evaluator,
+    ExpertController,
+    evaluate,
+    run_episode,
+    sign_change_rate,
+    summarize,
+)
+from mberil_ros.sim.demo import run_episode as demo_episode
+from mberil_ros.sim.demonstrators import make_demonstrator
+from mberil_ros.sim.task import ReachingTask
+
+SEEDS = [EVAL_SEED_BASE + i for i in range(6)]
+
+
+def test_expert_reproduces_its_own_success_through_the_evaluator():
+    """The evaluator's self-test: the scripted expert run by the evaluator (in worker
+    processes) has exactly the outcomes of the expert run directly, seed by seed."""
+    got = evaluate("expert", "train", SEEDS, workers=2)
+    task, demo = ReachingTask("train"), make_demonstrator("expert")
+    want = [demo_episode(task, demo, s)[0] for s in SEEDS]
+    assert [r.success for r in got] == [w["success"] for w in want]
+    assert [r.seed for r in got] == SEEDS
+    np.testing.assert_allclose([r.final_distance for r in got],
+                               [w["distance"] for w in want], atol=1e-9)
+    assert summarize(got)["success"] >= 0.5
+
+
+def test_hold_still_never_succeeds_and_never_moves():
+    with Evaluator(1) as ev:
+        res = ev.run("hold", "train", SEEDS[:3])
+    assert not any(r.success for r in res)
+    assert all(r.smoothness == 0.0 and r.sign_changes == 0.0 for r in res)
+
+
+def test_sign_change_rate_detects_chatter():
+    t = np.arange(100)[:, None]
+    smooth = 0.01 * t * np.ones((1, 6))
+    chatter = smooth + 0.05 * ((-1.0) ** t)
+    assert sign_change_rate(smooth, 0.02) == 0.0
+    assert sign_change_rate(chatter, 0.02) > 20.0  # ~ one reversal per tick
+
+
+def test_episode_paths_are_kept_only_when_asked():
+    task = ReachingTask("train")
+    r = run_episode(task, ExpertController(), SEEDS[0], keep_path=True)
+    assert len(r.hand_path) == r.ticks + 1
+    assert run_episode(task, ExpertController(), SEEDS[0]).hand_path == []
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sel")
+    ds = tiny_dataset(root, expert=8, suboptimal=4)
+    cfg = load_train_config(None, [
+        "algorithm=offline_mberil", f"dataset={ds}", f"output_dir={root}", "name=r",
+        "steps=8", "eval_every=2", "checkpoint_every=2", "keep_checkpoints=1",
+        "eval_episodes=2", "progress=false", "algo.batch_size=2", "algo.rollout_batch=2",
+        "algo.ensemble_size=2", "algo.bc_warmstart_steps=4", "algo.model_warmstart_steps=3",
+        "algo.data.val_fraction=0.25", "algo.network.backbone=mlp",
+        *[f"algo.network.{k}={v}" for k, v in TINY_NET.items()]])
+    TrainingRun(cfg, root / "r").run()
+    return root / "r"
+
+
+def test_warm_start_evaluations_are_never_best_and_the_warm_start_end_is_kept(run_dir):
+    ckpts = run_dir / "checkpoints"
+    best, warm = os.readlink(ckpts / "best"), os.readlink(ckpts / "warmstart")
+    assert int(warm) == 4  # the first evaluation after the 4 BC steps
+    assert int(best) >= 4
+    evals = {int(p.stem): json.loads(p.read_text()) for p in (run_dir / "eval").glob("*.json")}
+    assert evals[2]["warm"] == 0.0 and evals[4]["warm"] == 1.0
+    assert all("val/success" in e for e in evals.values())
+    assert (ckpts / warm).is_dir() and (ckpts / best).is_dir()  # pruning spares both
+
+
+def test_mberil_eval_command_writes_a_report(run_dir, tmp_path, capsys):
+    out = tmp_path / "e.json"
+    rc = main(["eval", str(run_dir), "--suite", "train", "--episodes", "2", "--workers", "1",
+               "--baselines", "--json", str(out)])
+    assert rc == 0
+    table = capsys.readouterr().out
+    assert "policy" in table and "expert" in table and "hold" in table
+    report = json.loads(out.read_text())
+    assert [r["controller"] for r in report["results"]][1:] == ["expert", "hold"]
+    assert report["results"][0]["summary"]["episodes"] == 2
+
+
+def test_mberil_eval_bad_input_is_one_line(tmp_path, capsys):
+    assert main(["eval", str(tmp_path), "--episodes", "2"]) == 2
+    assert main(["eval", "expert", "--suite", "nope"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "no complete checkpoint" in err[0] and "unknown suite" in err[1]

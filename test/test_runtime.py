@@ -1,0 +1,144 @@
+"""The policy codec and runtime: one convention from training data to the executed command."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from algos_tester import TINY_NET, tiny_dataset
+
+from mberil_ros.algos.bc import BC, BCConfig
+from mberil_ros.algos.codec import ACTION_REPRS, PolicyCodec, previous_commands
+from mberil_ros.algos.data import DataConfig, OfflineData
+from mberil_ros.algos.runner import TrainingRun
+from mberil_ros.algos.train_config import load_train_config
+from mberil_ros.errors import UserError
+from mberil_ros.runtime import PolicyRuntime
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    return tiny_dataset(tmp_path_factory.mktemp("rt"), expert=8, suboptimal=2)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory, dataset):
+    """A tiny Mamba BC policy trained for a few steps through the real runner."""
+    out = tmp_path_factory.mktemp("runs")
+    cfg = load_train_config(None, [
+        "algorithm=bc", f"dataset={dataset}", f"output_dir={out}", "name=r", "steps=6",
+        "eval_every=6", "checkpoint_every=6", "progress=false", "algo.batch_size=2",
+        "algo.data.val_fraction=0.25",
+        *[f"algo.network.{k}={v}" for k, v in TINY_NET.items()]])
+    TrainingRun(cfg, out / "r").run()
+    return out / "r"
+
+
+@pytest.mark.parametrize("repr_", ACTION_REPRS)
+def test_codec_round_trips_and_matches_its_torch_form(dataset, repr_):
+    data = OfflineData(dataset, DataConfig(action_repr=repr_, val_fraction=0.25))
+    c = data.codec
+    ep = data.dataset.episode(data.train_ids[0])
+    prev = previous_commands(ep.observation, ep.action, c.qidx)
+    a = c.action(ep.action, ep.observation, prev)
+    assert np.abs(a).max() < 1.0  # inside the tanh range, margin included
+    np.testing.assert_allclose(c.command(a, ep.observation, prev), ep.action, atol=2e-5)
+    # the token of step t+1 from step t's tensors (model rollouts) equals the data's
+    b = data.train
+    m = torch.arange(b.obs.shape[1])[None] < b.length[:, None]
+    nxt = c.torch_next_lead(b.obs, b.prev_act, b.act, b.next_obs)
+    torch.testing.assert_close(nxt[m], b.next_prev_act[m], atol=1e-4, rtol=0)
+    back = PolicyCodec.from_dict(json.loads(json.dumps(c.to_dict())))
+    np.testing.assert_array_equal(back.action(ep.action, ep.observation, prev), a)
+
+
+def test_codec_statistics_come_from_the_training_split_only(dataset):
+    data = OfflineData(dataset, DataConfig(val_fraction=0.25))
+    train = np.concatenate([data.dataset.episode(i).observation for i in data.train_ids])
+    np.testing.assert_allclose(data.codec.obs_mean, train.mean(0), rtol=1e-5, atol=1e-6)
+    everything = np.concatenate([data.dataset.episode(i).observation
+                                 for i in range(data.dataset.num_episodes)])
+    assert not np.allclose(data.codec.obs_mean, everything.mean(0), rtol=1e-5, atol=1e-6)
+
+
+def test_constant_features_keep_scale_one():
+    obs = np.zeros((10, 3), np.float32)
+    obs[:, 0] = np.linspace(0, 1, 10)  # a moving joint
+    obs[:, 2] = 0.7  # a constant feature (e.g. an obstacle slot never used)
+    act = obs[:, :1] + 0.01
+    c = PolicyCodec.fit([(obs, act)], np.array([0]), "delta_position", 1e-4, 0.05)
+    assert c.obs_scale[1] == 1.0 and c.obs_scale[2] == 1.0
+    x = obs[0].copy()
+    x[2] = 0.9  # unseen value of the constant feature: off by 0.2, not by 0.2 / eps
+    assert abs(c.obs(x)[2] - 0.2) < 1e-6
+
+
+def test_runtime_streams_what_the_sequence_forward_computes(checkpoint, dataset):
+    rt = PolicyRuntime.load(checkpoint)
+    ep = OfflineData(dataset, DataConfig(val_fraction=0.25)).dataset.episode(0)
+    rt.reset(ep.observation[0])
+    cmds, sent = [], []
+    for t in range(len(ep.observation)):
+        sent.append(rt.prev_command.copy())
+        cmds.append(rt.step(ep.observation[t]))
+    # the same prefix through the whole-sequence forward, with the commands the runtime sent
+    c = rt.codec
+    obs = ep.observation
+    prev = np.asarray(sent, np.float32)
+    with torch.no_grad():
+        mu, _ = rt.policy(torch.from_numpy(c.obs(obs))[None],
+                          torch.from_numpy(c.lead(prev, obs))[None])
+    want = c.command(torch.tanh(mu)[0].numpy(), obs, prev)
+    want = np.clip(want, prev - rt.limits.velocity * rt.dt, prev + rt.limits.velocity * rt.dt)
+    np.testing.assert_allclose(np.asarray(cmds), want, atol=2e-4)
+
+
+def test_runtime_clamps_and_holds_on_bad_input(checkpoint, dataset):
+    rt = PolicyRuntime.load(checkpoint)
+    obs = OfflineData(dataset, DataConfig(val_fraction=0.25)).dataset.episode(0).observation[0]
+    rt.reset(obs)
+    q0 = rt.prev_command.copy()
+    rt.codec.y_high = rt.codec.y_high + 100.0  # a policy gone wild: huge commands
+    rt.codec.y_low = rt.codec.y_low + 99.0
+    u = rt.step(obs)
+    step = rt.limits.velocity * rt.dt
+    assert np.all(np.abs(u - q0) <= step + 1e-9)
+    assert np.all(u <= rt.limits.upper + 1e-9) and np.all(u >= rt.limits.lower - 1e-9)
+    bad = obs.copy()
+    bad[0] = np.nan
+    held = rt.step(bad)
+    np.testing.assert_array_equal(held, u)
+    assert "non-finite observation" in rt.hold_reason and ".pos" in rt.hold_reason
+
+
+def test_runtime_refuses_mismatched_checkpoints(checkpoint, tmp_path):
+    with pytest.raises(UserError, match="controls joints"):
+        PolicyRuntime.load(checkpoint, joint_names=[f"LARM_JOINT{i}" for i in range(6)])
+    rt = PolicyRuntime.load(checkpoint)
+    names = list(rt.state_names)
+    names[3] = "something.else"
+    with pytest.raises(UserError, match="observation layout differs.*index 3"):
+        PolicyRuntime.load(checkpoint, state_names=names)
+    bad = tmp_path / "ck"
+    shutil.copytree((checkpoint / "checkpoints" / "last").resolve(), bad)
+    norm = json.loads((bad / "normalization.json").read_text())
+    norm["observation"]["mean"] = norm["observation"]["mean"][:-1]
+    (bad / "normalization.json").write_text(json.dumps(norm))
+    with pytest.raises(UserError, match="normalization is for"):
+        PolicyRuntime.load(bad)
+    (bad / "normalization.json").write_text(json.dumps({"observation": {}}))
+    with pytest.raises(UserError, match="normalization format"):
+        PolicyRuntime.load(bad)
+
+
+def test_bc_algorithm_trains_on_codec_actions(dataset):
+    data = OfflineData(dataset, DataConfig(val_fraction=0.25, action_repr="delta_position"))
+    algo = BC(BCConfig.from_dict({"network": {**TINY_NET, "backbone": "mlp"},
+                                  "batch_size": 2}), data)
+    first = algo.train_step(1)["loss/bc"]
+    assert np.isfinite(first)
+    _, cfg = algo.export_policy()
+    assert cfg["normalization"]["action_repr"] == "delta_position"
