@@ -10,7 +10,7 @@ import torch
 from algos_tester import TINY_NET, tiny_data, tiny_dataset
 
 from mberil_ros.algos.bc import BCConfig
-from mberil_ros.algos.data import DataConfig, Normalizer, OfflineData
+from mberil_ros.algos.data import DataConfig, OfflineData
 from mberil_ros.algos.offline_mberil import OfflineMBERIL, OfflineMBERILConfig
 from mberil_ros.data.dataset import Dataset
 
@@ -65,28 +65,6 @@ def test_alpha_defaults_to_the_known_mixing_ratio(tmp_path):
     assert algo.alpha == pytest.approx(want)
 
 
-def test_normalization_is_invertible_and_safe_on_constant_features(data):
-    n = data.normalizer
-    ep = data.dataset.episode(0)
-    a = n.act(ep.action)
-    assert np.abs(a).max() <= 1 / 1.1 + 1e-5  # the margin keeps atanh finite
-    np.testing.assert_allclose(n.act_inverse(a), ep.action, atol=1e-5)
-    obs = n.obs(ep.observation)
-    assert np.isfinite(obs).all()
-    # a constant feature (e.g. an obstacle slot never used) and a joint that never moved
-    stats = {"observation.state": {"mean": [0.5, 1.0], "std": [0.0, 2.0]},
-             "action": {"min": [0.3, -1.0], "max": [0.3, 1.0]}}
-    const = Normalizer.from_stats(stats, DataConfig())
-    x = np.array([[0.5, 3.0]], np.float32)
-    np.testing.assert_allclose(const.obs(x), [[0.0, 2.0 / (2.0 + 1e-3)]], rtol=1e-6)
-    u = np.array([[0.3, 1.0]], np.float32)
-    assert np.isfinite(const.act(u)).all() and np.abs(const.act(u)).max() < 1.0
-    np.testing.assert_allclose(const.act_inverse(const.act(u)), u, atol=1e-6)
-    d = json.loads(json.dumps(n.to_dict()))
-    back = Normalizer.from_dict(d)
-    np.testing.assert_array_equal(back.act(ep.action), a)
-
-
 def test_split_is_by_episode_seeded_and_covers_both_labels(tmp_path):
     path = tiny_dataset(tmp_path)
     a = OfflineData(path, DataConfig(val_fraction=0.25, split_seed=3))
@@ -101,15 +79,18 @@ def test_split_is_by_episode_seeded_and_covers_both_labels(tmp_path):
 def test_batches_start_at_the_episode_start_with_a_mask(data):
     g = torch.Generator().manual_seed(0)
     b = data.sample("all", 6, g)
-    rows_first = data.normalizer.obs(np.stack([data.dataset.episode(i).observation[0]
+    rows_first = data.codec.obs(np.stack([data.dataset.episode(i).observation[0]
                                                for i in data.train_ids]))
     for i in range(6):
         # every sequence's first step is some training episode's first observation
         assert np.abs(rows_first - b.obs[i, 0].numpy()).max(1).min() < 1e-6
         n = int(b.mask[i].sum())
         assert b.mask[i, :n].all() and not b.mask[i, n:].any()
-    assert torch.equal(b.prev_act[:, 0], torch.zeros_like(b.prev_act[:, 0]))
-    assert torch.equal(b.prev_act[:, 1:], b.act[:, :-1])
+    # u_{-1} = q_0: the first token says "the last command is where the arm is"
+    zero_lead = torch.from_numpy(-data.codec.lead_mean / data.codec.lead_scale)
+    torch.testing.assert_close(b.prev_act[:, 0], zero_lead.expand_as(b.prev_act[:, 0]))
+    inner = b.mask[:, 1:]
+    torch.testing.assert_close(b.prev_act[:, 1:][inner], b.next_prev_act[:, :-1][inner])
     assert torch.equal(b.obs[:, 1:][b.mask[:, 1:]], b.next_obs[:, :-1][b.mask[:, 1:]])
     again = data.sample("all", 6, torch.Generator().manual_seed(0))
     assert torch.equal(again.obs, b.obs)  # the seeded generator decides everything

@@ -139,6 +139,10 @@ class OfflineData:
             raise UserError(f"{self.name}: no expert episodes (label 'expert') to imitate")
         train, val = self._split(labels)
         self.qidx = joint_position_index(self.state_names, self.joint_names)
+        # what a dynamics model predicts: the controlled joints' positions and velocities
+        vel = [f"{j}.vel" for j in self.joint_names]
+        self.dynamic_dims = self.qidx.tolist() + [self.state_names.index(v) for v in vel
+                                                  if v in self.state_names]
         # statistics of the training split only: held-out episodes never leak into them
         self.codec = PolicyCodec.fit(
             [(ds.episode(i).observation, ds.episode(i).action) for i in train], self.qidx,

@@ -144,11 +144,11 @@ class OfflineMBERILConfig:
 class UnstructuredDiscriminator(nn.Module):
     """Free logit networks (the ablation of §4): f_pi(h_t, u_t) and f_m(h_t, u_t, y - x_t)."""
 
-    def __init__(self, cfg: DiscriminatorConfig) -> None:
+    def __init__(self, cfg: DiscriminatorConfig, delta_dim: int) -> None:
         super().__init__()
         self.cfg = cfg
         self.encoder = SequenceEncoder(cfg.encoder)
-        d, a, o = self.encoder.out_dim, cfg.encoder.act_dim, cfg.encoder.obs_dim
+        d, a, o = self.encoder.out_dim, cfg.encoder.act_dim, delta_dim
         self.pi_head = mlp(d + a, cfg.hidden, 1)
         self.m_head = mlp(d + a + o, cfg.hidden, 1)
 
@@ -179,11 +179,20 @@ def extend(batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
     return obs, prev
 
 
-def model_log_prob(mu: torch.Tensor, log_std: torch.Tensor, obs: torch.Tensor,
-                   y: torch.Tensor) -> torch.Tensor:
-    """ln p(y | h, u) of the ensemble as an equal-weight mixture: mu/log_std (E, ..., D)."""
-    per_member = gaussian_log_prob((y - obs).unsqueeze(0), mu, log_std)
+def model_log_prob(mu: torch.Tensor, log_std: torch.Tensor, delta: torch.Tensor
+                   ) -> torch.Tensor:
+    """ln p(y | h, u) of the ensemble as an equal-weight mixture: mu/log_std (E, ..., D), the
+    transition's ``delta`` = GaussianEnsembleDynamics.delta(x, y) (the dynamic dims)."""
+    per_member = gaussian_log_prob(delta.unsqueeze(0), mu, log_std)
     return torch.logsumexp(per_member, 0) - math.log(mu.shape[0])
+
+
+def per_dim_log_prob(mu: torch.Tensor, log_std: torch.Tensor, delta: torch.Tensor
+                     ) -> torch.Tensor:
+    """Per-dim marginals of the mixture: (..., D) log densities."""
+    z = (delta.unsqueeze(0) - mu) * torch.exp(-log_std)
+    per = -0.5 * z.square() - log_std - 0.5 * math.log(2 * math.pi)
+    return torch.logsumexp(per, 0) - math.log(mu.shape[0])
 
 
 class RolloutFIFO:
@@ -247,11 +256,13 @@ class OfflineMBERIL:
         with seeded(seed):
             self.policy = build_policy(net, data).to(self.device)
             self.model = GaussianEnsembleDynamics(DynamicsConfig(
-                encoder=enc, ensemble_size=c.ensemble_size, hidden=net.head_hidden)
-            ).to(self.device)
-            disc_cls = Discriminator if c.discriminator == "structured" else (
-                UnstructuredDiscriminator)
-            self.disc = disc_cls(dcfg).to(self.device)
+                encoder=enc, ensemble_size=c.ensemble_size, hidden=net.head_hidden,
+                dynamic_dims=data.dynamic_dims)).to(self.device)
+            if c.discriminator == "structured":
+                self.disc = Discriminator(dcfg).to(self.device)
+            else:
+                self.disc = UnstructuredDiscriminator(dcfg, len(data.dynamic_dims)
+                                                      ).to(self.device)
         self.policy_base = self.model_base = None
         if c.baseline != "uniform":
             self.policy_base = clone_frozen(self.policy)
@@ -314,20 +325,28 @@ class OfflineMBERIL:
     def evaluate(self) -> dict[str, float]:
         out = {"nll_pi": evaluate_policy_nll(self.policy, self.data, self.cfg.eval_batch,
                                              self.device)}
+        # NLL_m over the dims the model predicts (joint positions and velocities), in total,
+        # per label and per dim (the mixture's marginals)
         sums: dict[str, list[float]] = {"expert": [0.0, 0], "suboptimal": [0.0, 0]}
+        per_dim = torch.zeros(len(self.model.dims))
         for b in self.data.batches("all", self.cfg.eval_batch):
             b = b.to(self.device)
             mu, ls = self.model(b.obs, b.prev_act, b.act)
-            lp = model_log_prob(mu, ls, b.obs, b.next_obs)
+            delta = self.model.delta(b.obs, b.next_obs)
+            lp = model_log_prob(mu, ls, delta)
+            per_dim += (per_dim_log_prob(mu, ls, delta) * b.mask[..., None]).sum((0, 1)).cpu()
             for label, rows in (("expert", b.expert), ("suboptimal", ~b.expert)):
                 m = b.mask & rows[:, None]
                 sums[label][0] += float((lp * m).sum())
                 sums[label][1] += int(m.sum())
-        total = sums["expert"][0] + sums["suboptimal"][0]
-        out["nll_m"] = -total / max(sums["expert"][1] + sums["suboptimal"][1], 1)
+        steps = max(sums["expert"][1] + sums["suboptimal"][1], 1)
+        out["nll_m"] = -(sums["expert"][0] + sums["suboptimal"][0]) / steps
         for label, (s, n) in sums.items():
             if n:
                 out[f"nll_m_{label}"] = -s / n
+        names = self.data.state_names
+        for d, v in zip(self.model.dims, per_dim.tolist(), strict=True):
+            out[f"nll_m_dim/{names[d]}"] = -v / steps
         return out
 
     # ---- warm start ------------------------------------------------------------------------------
@@ -384,9 +403,10 @@ class OfflineMBERIL:
         obs = b.obs.new_zeros(n, int(t_len.max()), b.obs.shape[-1])
         act = b.act.new_zeros(n, obs.shape[1], b.act.shape[-1])
         gen_mask = torch.zeros(n, obs.shape[1], dtype=torch.bool, device=self.device)
+        prevs = torch.zeros_like(act)  # the previous-action token that went with each state
         ps, ms = self.policy.encoder.init_state(n), self.model.encoder.init_state(n)
-        x, prev = b.obs[:, 0], torch.zeros_like(b.act[:, 0])
-        obs[:, 0] = x
+        x, prev = b.obs[:, 0], b.prev_act[:, 0]
+        obs[:, 0], prevs[:, 0] = x, prev
         rows = torch.arange(n, device=self.device)
         for k in range(int(t0.max()) + H):
             real = (k < t0)[:, None]
@@ -398,15 +418,18 @@ class OfflineMBERIL:
             mu, ls = self.model.heads(lat_m, u)
             member = torch.randint(mu.shape[0], (n,), generator=self.gen).to(self.device)
             mu, ls = mu[member, rows], ls[member, rows]
-            y = x + mu + torch.exp(ls) * randn(self.gen, mu.shape, mu)
+            y = self.model.compose(x, mu + torch.exp(ls) * randn(self.gen, mu.shape, mu))
             y = torch.where(real, b.next_obs[:, kk], y)
             keep = k < t0 + H
+            # the next token: this command minus the next state's joint positions
+            nxt = torch.where(real, b.next_prev_act[:, kk],
+                              self.data.codec.torch_next_lead(x, prev, u, y))
             act[keep, k] = u[keep]
             obs[keep, k + 1] = y[keep]
+            prevs[keep, k + 1] = nxt[keep]
             gen_mask[:, k + 1] = keep & (k >= t0)
-            x, prev = y, u
-        prev_act = torch.cat([torch.zeros_like(act[:, :1]), act[:, :-1]], 1)
-        self.fifo.add(obs.cpu(), prev_act.cpu(), gen_mask.cpu(), t_len.cpu())
+            x, prev = y, nxt
+        self.fifo.add(obs.cpu(), prevs.cpu(), gen_mask.cpu(), t_len.cpu())
         g = obs[gen_mask]
         return {"rollout/state_abs_max": float(g.abs().max()), "rollout/fifo": self.fifo.count}
 
@@ -427,7 +450,7 @@ class OfflineMBERIL:
                y: torch.Tensor) -> torch.Tensor:
         if mu_q is None:  # "uniform" model baseline: an improper constant, ln q = 0
             return torch.zeros(y.shape[:-1], device=y.device)
-        return model_log_prob(mu_q, ls_q, obs, y)
+        return model_log_prob(mu_q, ls_q, self.model.delta(obs, y))
 
     def _policy_logit(self, obs: torch.Tensor, prev: torch.Tensor, u: torch.Tensor
                       ) -> torch.Tensor:
@@ -447,15 +470,15 @@ class OfflineMBERIL:
         rows = torch.arange(n, device=self.device)
         t = (torch.rand(n, generator=self.gen) * b.mask.sum(1).cpu()).long().to(self.device)
         member = torch.randint(self.cfg.ensemble_size, (n,), generator=self.gen).to(self.device)
-        eps = randn(self.gen, (n, b.obs.shape[-1]), b.obs)
+        eps = randn(self.gen, (n, len(self.model.dims)), b.obs)
         with torch.set_grad_enabled(reparam and torch.is_grad_enabled()):
             mu, ls = self.model(b.obs, b.prev_act, b.act)
             mu_t, ls_t = mu[:, rows, t], ls[:, rows, t]  # (E, n, D)
             x_t = b.obs[rows, t]
-            y = x_t + mu_t[member, rows] + torch.exp(ls_t[member, rows]) * eps
+            y = self.model.compose(x_t, mu_t[member, rows] + torch.exp(ls_t[member, rows]) * eps)
             if not reparam:
                 y = y.detach()
-            log_p = model_log_prob(mu_t, ls_t, x_t, y)
+            log_p = model_log_prob(mu_t, ls_t, self.model.delta(x_t, y))
         with torch.no_grad():
             mq, lq = (self.model_base(b.obs, b.prev_act, b.act) if self.model_base is not None
                       else (None, None))
@@ -502,7 +525,7 @@ class OfflineMBERIL:
             rq = self.disc.r(lat_t, r.act) - self.disc.Q(lat_t, r.act)
             with torch.no_grad():
                 mu, ls = self.model(r.obs, r.prev_act, r.act)
-                log_p = model_log_prob(mu, ls, r.obs, r.next_obs)
+                log_p = model_log_prob(mu, ls, self.model.delta(r.obs, r.next_obs))
                 mq = self.model_base(r.obs, r.prev_act, r.act) if self.model_base else None
                 log_q = self._log_q(*(mq or (None, None)), r.obs, r.next_obs)
             bm = c.beta_m
@@ -514,8 +537,8 @@ class OfflineMBERIL:
                 bm, c.eta_m, c.gamma)
         else:
             lat = self.disc.encoder(r.obs, r.prev_act)
-            z_real = self.disc.f_m(lat, r.act, r.next_obs - r.obs)[r.mask]
-            z_cf = self.disc.f_m(lat[rows, t], r.act[rows, t], cf["y"] - cf["x"])
+            z_real = self.disc.f_m(lat, r.act, self.model.delta(r.obs, r.next_obs))[r.mask]
+            z_cf = self.disc.f_m(lat[rows, t], r.act[rows, t], self.model.delta(cf["x"], cf["y"]))
         loss_m = L.logistic_loss(z_real, z_cf)
         out = {"loss/disc_pi": float(pu.loss.detach()), "loss/disc_pi_risk": float(pu.risk),
                "loss/disc_pi_r_n": float(pu.r_n), "loss/disc_pi_corrected": float(pu.corrected),
@@ -563,7 +586,8 @@ class OfflineMBERIL:
             else:
                 lat = self.disc.encoder(r.obs, r.prev_act).detach()
                 rows, t = cf["rows"], cf["t"]
-                score = self.disc.f_m(lat[rows, t], r.act[rows, t], cf["y"] - cf["x"])
+                score = self.disc.f_m(lat[rows, t], r.act[rows, t],
+                                      self.model.delta(cf["x"], cf["y"]))
             loss = L.model_loss(cf["log_p"], cf["log_q"], score, nll, c.beta_m, c.eta_m,
                                 c.lambda_nll)
             out = {"loss/model": float(loss.detach()), "loss/model_nll": float(nll.detach())}

@@ -121,11 +121,21 @@ class DynamicsConfig:
     hidden: int = 256
     log_std_min: float = -10.0
     log_std_max: float = 0.5
+    # observation dims the model predicts (joint positions and velocities); the others (goal,
+    # obstacles: constant within an episode) are copied from x_t. None: every dim.
+    dynamic_dims: list[int] | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.encoder, dict):
             self.encoder = EncoderConfig(**self.encoder)
         _positive(self, "ensemble_size", "hidden")
+        if self.dynamic_dims is not None:
+            dims = [int(d) for d in self.dynamic_dims]
+            if not dims or len(set(dims)) != len(dims) or not all(
+                    0 <= d < self.encoder.obs_dim for d in dims):
+                raise ValueError(f"DynamicsConfig.dynamic_dims must be distinct indices in "
+                                 f"[0, {self.encoder.obs_dim}), got {self.dynamic_dims!r}")
+            self.dynamic_dims = dims
         if not self.log_std_min < self.log_std_max:
             raise ValueError("DynamicsConfig.log_std_min must be < log_std_max, got "
                              f"{self.log_std_min}, {self.log_std_max}")

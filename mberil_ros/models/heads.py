@@ -88,13 +88,18 @@ class TanhGaussianPolicy(nn.Module):
 
 
 class GaussianEnsembleDynamics(nn.Module):
-    """p(x_{t+1} | h_t, u_t): an ensemble of E Gaussian heads over the delta x_{t+1} - x_t."""
+    """p(x_{t+1} | h_t, u_t): an ensemble of E Gaussian heads over the delta x_{t+1} - x_t of
+    the dynamic dims (``cfg.dynamic_dims``); the other dims of x_{t+1} are x_t's."""
 
     def __init__(self, cfg: DynamicsConfig) -> None:
         super().__init__()
         self.cfg = cfg
         self.encoder = SequenceEncoder(cfg.encoder)
-        e, obs_dim = cfg.ensemble_size, cfg.encoder.obs_dim
+        self.dims = (list(cfg.dynamic_dims) if cfg.dynamic_dims is not None
+                     else list(range(cfg.encoder.obs_dim)))
+        self.register_buffer("_dims", torch.tensor(self.dims, dtype=torch.long),
+                             persistent=False)
+        e, obs_dim = cfg.ensemble_size, len(self.dims)
         inp = self.encoder.out_dim + cfg.encoder.act_dim
         # Ensemble members as batched weights: one einsum instead of E small matmuls.
         dims = [inp, cfg.hidden, cfg.hidden, 2 * obs_dim]
@@ -129,8 +134,16 @@ class GaussianEnsembleDynamics(nn.Module):
         """ln p(x_{t+1} | h_t, u_t) per member and step: (E, batch, len)."""
         check_input("next_observation", next_obs, self.cfg.encoder.obs_dim, "observation width")
         mu, log_std = self(obs, prev_act, act)
-        z = (next_obs - obs - mu) * torch.exp(-log_std)
+        z = (self.delta(obs, next_obs) - mu) * torch.exp(-log_std)
         return (-0.5 * z.square() - log_std - 0.5 * _LOG_2PI).sum(-1)
+
+    def delta(self, obs: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
+        """What the model predicts of a transition: next - current on the dynamic dims."""
+        return (next_obs - obs).index_select(-1, self._dims)
+
+    def compose(self, obs: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+        """The next state from x_t and a predicted delta (static dims copied)."""
+        return obs.index_add(-1, self._dims, delta)
 
     def sample(self, obs: torch.Tensor, latent: torch.Tensor, act: torch.Tensor,
                member: torch.Tensor | None = None) -> torch.Tensor:
@@ -141,7 +154,7 @@ class GaussianEnsembleDynamics(nn.Module):
             member = torch.randint(mu.shape[0], latent.shape[:1], device=latent.device)
         idx = torch.arange(latent.shape[0], device=latent.device)
         mu, log_std = mu[member, idx], log_std[member, idx]
-        return obs + mu + torch.exp(log_std) * torch.randn_like(mu)
+        return self.compose(obs, mu + torch.exp(log_std) * torch.randn_like(mu))
 
 
 class Discriminator(nn.Module):
