@@ -18,6 +18,7 @@ ros_wheels = [
     "ros-std-srvs",
     "ros-rosgraph-msgs",
     "ros-diagnostic-msgs",
+    "ros-visualization-msgs",  # /task/obstacles (MarkerArray)
 ]
 
 setup(

@@ -1,13 +1,18 @@
-"""Training throughput: transitions/s of BC and Offline-MB-ERIL, mlp vs mamba backbones.
+"""Training throughput: transitions/s of Offline-MB-ERIL (and BC), mlp vs mamba backbones,
+at several episode lengths.
 
-    .venv/bin/python bench/train_speed.py [--device cpu|cuda] [--repeats 5] [--steps 10]
+    .venv/bin/python bench/train_speed.py [--device cpu|cuda] [--lengths 50 200 400]
+        [--repeats 5] [--steps 2] [--bc] [--dataset PATH]
 
-Transitions/s counts the real (unpadded) transitions in the batches one iteration samples
-per data source (BC: one expert batch; Offline-MB-ERIL after its warm start: one rollout
-batch + discriminator, policy and model batches), divided by the iteration's wall time.
-Sizes are config/train.yaml's defaults (d_model 128, 4 layers, batch 16 whole episodes).
-Each number is the median of --repeats timings of --steps iterations, measured after a
-warm-up in the same process, so the backbones are compared under the same conditions.
+Data: synthetic episodes of exactly each --length (smooth random walks with the sim's widths,
+27 observations / 6 joints; half expert, half sub-optimal), or --dataset (one row "data").
+Transitions/s counts the real (unpadded) transitions in the batches one iteration samples per
+data source (BC: one expert batch; Offline-MB-ERIL after its warm start: one rollout batch +
+discriminator, policy and model batches), divided by the iteration's wall time. Sizes are
+config/train.yaml's defaults (d_model 128, 4 layers, batch 16 whole episodes). Each number
+is the median of --repeats timings of --steps iterations after a warm-up in the same process,
+so the backbones are compared under the same conditions (other processes on the machine
+still add noise: compare medians, not single runs).
 """
 
 from __future__ import annotations
@@ -18,18 +23,42 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from mberil_ros.algos.bc import BC, BCConfig
 from mberil_ros.algos.data import OfflineData
 from mberil_ros.algos.offline_mberil import OfflineMBERIL, OfflineMBERILConfig
+from mberil_ros.data.writer import DatasetWriter
 from mberil_ros.models import mamba_ssm_available
 
+OBS_DIM, ACT_DIM, EPISODES = 27, 6, 32
 
-def measure(algo, steps: int, repeats: int, transitions: float) -> tuple[float, float]:
-    for i in range(3):  # warm-up: kernel compile, allocator, caches
-        algo.train_step(i + 1)
-    times = []
+
+def synthetic_dataset(root: Path, length: int, seed: int = 0) -> Path:
+    """EPISODES episodes of `length` steps: x_{t+1} = x_t + 0.1 tanh(u_t) + noise."""
+    rng = np.random.default_rng(seed)
+    writer = DatasetWriter(root / f"synthetic-{length}", overwrite=True,
+                           state_names=[f"j{i}.pos" if i < ACT_DIM else f"s{i}"
+                                        for i in range(OBS_DIM)],
+                           action_names=[f"j{i}.position" for i in range(ACT_DIM)])
+    for k in range(EPISODES):
+        act = np.cumsum(0.1 * rng.standard_normal((length, ACT_DIM)), 0).astype(np.float32)
+        step = np.zeros((length, OBS_DIM), np.float32)
+        step[:, :ACT_DIM] = 0.1 * np.tanh(act)
+        step += 0.01 * rng.standard_normal(step.shape).astype(np.float32)
+        states = np.concatenate([rng.standard_normal((1, OBS_DIM)).astype(np.float32),
+                                 step], 0).cumsum(0)
+        label = "expert" if k % 2 == 0 else "suboptimal"
+        writer.add_episode({"label": label, "demonstrator": "synthetic"}, states[:-1], act,
+                           states[1:], np.arange(length) * 0.1)
+    return writer.finish({"fps": 10.0, "joints": [f"j{i}" for i in range(ACT_DIM)]})
+
+
+def measure(algo, steps: int, repeats: int, transitions: float) -> float:
+    """Median transitions/s over `repeats` timings of `steps` iterations."""
+    algo.train_step(1)  # warm-up: kernel build/load, allocator, caches
+    rates = []
     for r in range(repeats):
         if torch.cuda.is_available():
             torch.cuda.synchronize()
@@ -38,54 +67,58 @@ def measure(algo, steps: int, repeats: int, transitions: float) -> tuple[float, 
             algo.train_step(100 + r * steps + i)
         if torch.cuda.is_available():
             torch.cuda.synchronize()
-        times.append((time.perf_counter() - t) / steps)
-    per_step = statistics.median(times)
-    return per_step, transitions / per_step
+        rates.append(transitions * steps / (time.perf_counter() - t))
+    return statistics.median(rates)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--lengths", type=int, nargs="+", default=[50, 200, 400])
+    parser.add_argument("--backbones", nargs="+", default=["mlp", "mamba"])
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--episodes", type=int, default=40, help="expert episodes generated")
-    parser.add_argument("--dataset", type=Path,
-                        help="use this dataset instead of generating one (no MuJoCo needed)")
+    parser.add_argument("--bc", action="store_true", help="also time BC")
+    parser.add_argument("--dataset", type=Path, help="time on this dataset instead")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    dataset = args.dataset
-    if dataset is None:
-        from mberil_ros.sim.rollout_dataset import generate_dataset
-
-        root = Path(tempfile.mkdtemp(prefix="mberil-train-speed-"))
-        dataset = generate_dataset(root / "demos", args.episodes, args.episodes // 2, seed=0,
-                                   expert_in_unlabeled=args.episodes // 8)
+    root = Path(tempfile.mkdtemp(prefix="mberil-train-speed-"))
+    sets = ({"data": args.dataset} if args.dataset else
+            {str(n): synthetic_dataset(root, n) for n in args.lengths})
+    algos = ["offline_mberil"] + (["bc"] if args.bc else [])
     print(f"device {device}; torch threads {torch.get_num_threads()}; "
           f"mamba_ssm kernels: {mamba_ssm_available() and device.type == 'cuda'}")
-    print(f"{'algorithm':>15} {'backbone':>8} {'ms/iter':>9} {'transitions/s':>14}")
-    results = {}
-    for backbone in ("mlp", "mamba"):
-        network = {"backbone": backbone}
-        bc_cfg = BCConfig.from_dict({"network": network})
-        data = OfflineData(dataset, bc_cfg.data)
-        mean_len = float(data.train.steps("expert")) / max(data.train.count("expert"), 1)
-        per_batch = bc_cfg.batch_size * mean_len
-        bc = BC(bc_cfg, data, device, seed=0)
-        results["bc", backbone] = measure(bc, args.steps, args.repeats, per_batch)
-        mb_cfg = OfflineMBERILConfig.from_dict({"network": network, "bc_warmstart_steps": 0,
-                                                "model_warmstart_steps": 0})
-        mb = OfflineMBERIL(mb_cfg, data, device, seed=0)
-        # rollout + discriminator (expert, unlabeled, generated) + policy + model batches
-        per_iter = per_batch * 5
-        results["offline_mberil", backbone] = measure(mb, args.steps, args.repeats, per_iter)
-        for algo in ("bc", "offline_mberil"):
-            ms, rate = results[algo, backbone]
-            print(f"{algo:>15} {backbone:>8} {ms * 1e3:9.1f} {rate:14.0f}", flush=True)
-    for algo in ("bc", "offline_mberil"):
-        ratio = results[algo, "mamba"][0] / results[algo, "mlp"][0]
-        print(f"{algo}: mamba iteration takes {ratio:.2f}x the mlp one")
+    print(f"{'algorithm':>15} {'ep. length':>10} {'backbone':>8} {'ms/iter':>9} "
+          f"{'transitions/s':>14}")
+    rate: dict[tuple[str, str, str], float] = {}
+    for name, path in sets.items():
+        for backbone in args.backbones:
+            network = {"backbone": backbone}
+            bc_cfg = BCConfig.from_dict({"network": network})
+            data = OfflineData(path, bc_cfg.data)
+            mean_len = float(data.train.steps("all")) / data.train.count("all")
+            per_batch = bc_cfg.batch_size * mean_len
+            for algo_name in algos:
+                if algo_name == "bc":
+                    algo, per_iter = BC(bc_cfg, data, device, seed=0), per_batch
+                else:
+                    cfg = OfflineMBERILConfig.from_dict(
+                        {"network": network, "bc_warmstart_steps": 0,
+                         "model_warmstart_steps": 0})
+                    algo = OfflineMBERIL(cfg, data, device, seed=0)
+                    # rollout + discriminator (expert, unlabeled, generated) + policy + model
+                    per_iter = per_batch * 5
+                r = rate[algo_name, name, backbone] = measure(algo, args.steps, args.repeats,
+                                                              per_iter)
+                print(f"{algo_name:>15} {name:>10} {backbone:>8} {per_iter / r * 1e3:9.1f} "
+                      f"{r:14.0f}", flush=True)
+    if {"mlp", "mamba"} <= set(args.backbones):
+        for algo_name in algos:
+            for name in sets:
+                ratio = rate[algo_name, name, "mamba"] / rate[algo_name, name, "mlp"]
+                print(f"{algo_name} length {name}: mamba/mlp transitions/s = {ratio:.2f}x")
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import torch
 
 from mberil_ros.algos.data import DataConfig, OfflineData
 from mberil_ros.sim.rollout_dataset import generate_dataset
+from mberil_ros.sim.spaces import RIGHT
 
 TINY_NET = {"d_model": 16, "n_layers": 1, "context": 8, "d_state": 4, "head_hidden": 32,
             "mlp_hidden": 32}
@@ -60,7 +61,8 @@ def check_algorithm(make: Callable[[int], object], steps: int = 4, more: int = 3
     assert got == expected  # bit-exact: the runner's resume relies on it
 
     policy, cfg = algo.export_policy()
-    assert cfg["obs_dim"] == 27 and cfg["act_dim"] == 6 and len(cfg["joint_names"]) == 6
+    assert cfg["obs_dim"] == RIGHT.obs_dim and cfg["act_dim"] == 6
+    assert len(cfg["joint_names"]) == 6
     assert "normalization" in cfg and "context" in cfg and "backbone" in cfg
     other_policy, _ = other.export_policy()
     other_policy.load_state_dict(policy.state_dict())

@@ -12,6 +12,7 @@ from mberil_ros.cli import main
 from mberil_ros.data.config import LEFT, RIGHT
 from mberil_ros.data.dataset import Dataset
 from mberil_ros.data.synthetic import MessageFactory, demo_messages, write_bag
+from mberil_ros.sim import spaces
 
 NS = 1_000_000_000
 DT = NS // 50
@@ -76,7 +77,8 @@ def test_convert_matches_published(tmp_path, storage, capsys):
     assert len(ds.info["sources"][0]["sha256"]) == 64
     assert ds.info["converter"]["version"]
     obs = ds.frames()["observation.state"]
-    assert obs.shape[1] == 27 and ds.frames()["action"].shape[1] == 6
+    assert obs.shape[1] == spaces.RIGHT.obs_dim and ds.frames()["action"].shape[1] == 6
+    assert ds.feature_names("observation.state") == spaces.RIGHT.state_names
     _check_against_published(ds, msgs)
 
     ep0, ep1 = ds.episode(0), ds.episode(1)
@@ -84,11 +86,14 @@ def test_convert_matches_published(tmp_path, storage, capsys):
     assert ep1.meta["label"] == "suboptimal" and ep1.meta["success"] is False
     assert ep1.meta["seed"] == 1001 and ep1.meta["suite"] == "train"
     assert json.loads(ep1.meta["task_params"])["target"] == pytest.approx([0.31, -0.2, 0.05])
-    # goal and obstacles: 2 present obstacles, third slot zeros
-    np.testing.assert_allclose(ep1.observation[:, 12:15], [[0.31, -0.2, 0.05]] * len(ep1),
+    # goal and obstacles: a box and a sphere with their half-extents, third slot zeros
+    goal, obstacles = spaces.RIGHT.goal, spaces.RIGHT.obstacles
+    np.testing.assert_allclose(ep1.observation[:, goal], [[0.31, -0.2, 0.05]] * len(ep1),
                                rtol=1e-6)
-    np.testing.assert_allclose(ep1.observation[0, 15:27],
-                               [0.25, 0, 1.1, 1, 0.26, -0.1, 1.1, 1, 0, 0, 0, 0], rtol=1e-6)
+    slots = ep1.observation[0, obstacles].reshape(spaces.MAX_OBSTACLES, -1)
+    np.testing.assert_allclose(slots, [[0.25, 0, 1.1, 0.02, 0.025, 0.105, 0, 1],
+                                       [0.26, -0.1, 1.1, 0.04, 0.04, 0.04, 1, 1],
+                                       [0] * 8], rtol=1e-6, atol=1e-7)
     # 2 s at 50 Hz = 101 grid ticks; the last tick only serves as a next state
     assert len(ep0) == 100
 

@@ -14,7 +14,15 @@ from mberil_ros.data.config import LEFT, RIGHT
 from mberil_ros.data.dataset import Dataset
 from mberil_ros.data.fastdecode import DecodeError, JointStateDecoder
 from mberil_ros.data.mcapfast import fast_messages
-from mberil_ros.data.synthetic import NEXTAGE_JOINTS, MessageFactory, demo_messages, write_bag
+from mberil_ros.data.synthetic import (
+    NEXTAGE_JOINTS,
+    MessageFactory,
+    demo_messages,
+    demo_obstacles,
+    write_bag,
+)
+from mberil_ros.sim import spaces
+from mberil_ros.sim.observation import obstacle_features
 
 
 def test_round_trip_and_stats(tmp_path):
@@ -52,14 +60,18 @@ def test_both_arms_with_trajectory_action_and_header_stamps(tmp_path):
     assert main(["convert", str(bag), "-o", str(out), "--config", str(cfg),
                  "--no-progress"]) == 0
     ds = Dataset(out)
-    assert ds.frames()["observation.state"].shape[1] == 42
+    both = spaces.layout("both")
+    assert ds.frames()["observation.state"].shape[1] == both.obs_dim
     assert ds.frames()["action"].shape[1] == 12
     # no jitter: header stamps equal receive times, so the receive-time truth applies
     _check_against_published(ds, msgs, joints=[*RIGHT, *LEFT], action_topic="trajectory")
     ep = ds.episode(1)
-    np.testing.assert_allclose(ep.observation[0, 24:27], [0.31, -0.2, 0.05], rtol=1e-6)
-    np.testing.assert_allclose(ep.observation[0, 27:30], [0.3, 0.2, 0.1], rtol=1e-6)
-    assert ep.observation[0, 30:42].reshape(3, 4)[:, 3].tolist() == [1, 1, 1]
+    np.testing.assert_allclose(ep.observation[0, both.goal], [0.31, -0.2, 0.05, 0.3, 0.2, 0.1],
+                               rtol=1e-6)
+    slots = ep.observation[0, both.obstacles].reshape(spaces.MAX_OBSTACLES, -1)
+    np.testing.assert_allclose(slots, obstacle_features(demo_obstacles(1, 3)).reshape(
+        spaces.MAX_OBSTACLES, -1), rtol=1e-6)
+    assert slots[:, spaces.OB_PRESENT].tolist() == [1, 1, 1]
 
 
 def test_fast_mcap_loop_matches_rosbags(tmp_path):

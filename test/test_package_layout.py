@@ -35,8 +35,30 @@ def test_package_xml_declares_runtime_dependencies():
                    "rosgraph_msgs", "std_srvs", "robot_state_publisher", "xacro",
                    "controller_manager", "ros_gz_sim", "ros_gz_bridge", "diagnostic_msgs",
                    "launch_ros", "gz_ros2_control", "forward_command_controller",
-                   "joint_state_broadcaster", "joint_trajectory_controller"):
+                   "joint_state_broadcaster", "joint_trajectory_controller",
+                   "visualization_msgs"):
         assert needed in deps, needed
+
+
+def test_every_imported_message_package_is_declared():
+    """A node importing foo_msgs needs <exec_depend>foo_msgs</exec_depend> on a ROS machine
+    and the ros-foo-msgs wheel in the `ros` extra everywhere else."""
+    imported = set()
+    for path in (REPO / "mberil_ros").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                package, _, kind = node.module.partition(".")
+                if kind in ("msg", "srv", "action"):
+                    imported.add(package)
+    imported.discard("rcl_interfaces")  # a dependency of rclpy itself
+    assert "visualization_msgs" in imported
+    root = ET.parse(REPO / "package.xml").getroot()
+    deps = {e.text for e in root.findall("exec_depend")}
+    setup_text = (REPO / "setup.py").read_text()
+    for package in sorted(imported):
+        assert package in deps, f"package.xml lacks <exec_depend>{package}</exec_depend>"
+        wheel = "ros-" + package.replace("_", "-")
+        assert f'"{wheel}"' in setup_text, f"setup.py's ros extra lacks {wheel}"
 
 
 def test_setup_installs_data_files_and_resource_marker():

@@ -16,10 +16,13 @@ import rclpy  # noqa: E402
 from rclpy.qos import DurabilityPolicy, QoSProfile  # noqa: E402
 from sensor_msgs.msg import JointState  # noqa: E402
 from std_msgs.msg import Float64MultiArray, String  # noqa: E402
+from visualization_msgs.msg import MarkerArray  # noqa: E402
 
 from mberil_ros.cli import main as cli_main  # noqa: E402
 from mberil_ros.data.dataset import Dataset  # noqa: E402
-from mberil_ros.sim.spaces import RARM_JOINTS, RIGHT  # noqa: E402
+from mberil_ros.sim.observation import obstacle_features  # noqa: E402
+from mberil_ros.sim.obstacle_markers import obstacles_from_markers  # noqa: E402
+from mberil_ros.sim.spaces import MAX_OBSTACLES, RARM_JOINTS, RIGHT  # noqa: E402
 
 COMMANDS = "/forward_position_controller/commands"
 
@@ -50,9 +53,13 @@ def test_recorded_episodes_convert_to_what_was_commanded_and_published(tmp_path)
         lambda m: states.append(np.array(
             [dict(zip(m.name, m.position, strict=True))[n] for n in RARM_JOINTS]
             + [dict(zip(m.name, m.velocity, strict=True))[n] for n in RARM_JOINTS])), 1000)
+    obstacles: list[np.ndarray] = []  # the observation slots of each episode's MarkerArray
+    latched = QoSProfile(depth=100, durability=DurabilityPolicy.TRANSIENT_LOCAL)
     node.create_subscription(
-        String, "/task/episode", lambda m: markers.append(json.loads(m.data)),
-        QoSProfile(depth=100, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+        String, "/task/episode", lambda m: markers.append(json.loads(m.data)), latched)
+    node.create_subscription(
+        MarkerArray, "/task/obstacles", lambda m: obstacles.append(obstacle_features(
+            obstacles_from_markers(m.markers, MAX_OBSTACLES))), latched)
     demonstrator = None
     try:
         # The sim streams /joint_states from the start; wait for it and for the recorder.
@@ -84,6 +91,8 @@ def test_recorded_episodes_convert_to_what_was_commanded_and_published(tmp_path)
     assert cli_main(["convert", str(bag), "-o", str(dataset)]) == 0
 
     data = Dataset(dataset)
+    obstacles_topic = data.info["config"]["topics"]["obstacles"]
+    assert obstacles_topic["type"] == "visualization_msgs/msg/MarkerArray"
     assert data.num_episodes == 3
     assert [e["label"] for e in data.episodes] == ["expert", "expert", "suboptimal"]
     assert [e["seed"] for e in data.episodes] == [7, 8, 9]
@@ -113,6 +122,9 @@ def test_recorded_episodes_convert_to_what_was_commanded_and_published(tmp_path)
             expected = np.tile(goal, (len(episode), 1))
             np.testing.assert_allclose(episode.observation[:, RIGHT.goal], expected, atol=1e-6)
         np.testing.assert_allclose(episode.next_observation[:-1], episode.observation[1:])
+        # Obstacle slots (position, size, kind) are what the sim published for the episode.
+        expected = np.tile(obstacles[episode.meta["source_episode"]], (len(episode), 1))
+        np.testing.assert_allclose(episode.observation[:, RIGHT.obstacles], expected, atol=1e-6)
 
 
 def test_record_command_rejects_bad_input(tmp_path, capsys):

@@ -5,6 +5,7 @@ import pytest
 
 from mberil_ros.errors import UserError
 from mberil_ros.sim.layouts import load_layouts
+from mberil_ros.sim.spaces import MAX_OBSTACLES, OBSTACLE_FIELDS, layout
 from mberil_ros.sim.task import ReachingTask
 
 GOOD = """
@@ -28,14 +29,16 @@ def test_good_layouts_load_into_the_task(tmp_path):
     assert [e.name for e in eps] == ["shelf_left", "layout1"]
     task = ReachingTask("train", arm="right")
     obs = task.reset(layout=eps[0])
-    np.testing.assert_allclose(obs[12:15], [0.35, -0.20, 0.05])
-    np.testing.assert_allclose(obs[15:27].reshape(3, 4)[:2],
-                               [[0.30, -0.10, 0.05, 1], [0.25, -0.25, 0.10, 1]])
+    np.testing.assert_allclose(obs[task.layout.goal], [0.35, -0.20, 0.05])
+    np.testing.assert_allclose(obs[task.layout.obstacles].reshape(MAX_OBSTACLES, -1),
+                               [[0.30, -0.10, 0.05, 0.025, 0.025, 0.10, 0, 1],
+                                [0.25, -0.25, 0.10, 0.04, 0.04, 0.04, 1, 1],
+                                [0] * len(OBSTACLE_FIELDS)])
     assert task.obstacles[1].type == "sphere" and task.obstacles[1].radius == pytest.approx(0.04)
     assert task.joint_positions()["RARM_JOINT0"] == pytest.approx(-0.01)
     assert task.model.geom("obstacle0_box").size == pytest.approx([0.025, 0.025, 0.10])
     both = ReachingTask("train", arm="both")
-    assert both.reset(layout=eps[1]).shape == (42,)
+    assert both.reset(layout=eps[1]).shape == (layout("both").obs_dim,)
 
 
 @pytest.mark.parametrize("body,field", [

@@ -21,6 +21,11 @@ from sensor_msgs.msg import JointState  # noqa: E402
 from std_msgs.msg import Float64MultiArray, String  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint  # noqa: E402
+from visualization_msgs.msg import Marker, MarkerArray  # noqa: E402
+
+from mberil_ros.sim.layouts import episode_from_dict  # noqa: E402
+from mberil_ros.sim.obstacle_markers import obstacles_from_markers  # noqa: E402
+from mberil_ros.sim.spaces import MAX_OBSTACLES  # noqa: E402
 
 ARM = [f"RARM_JOINT{i}" for i in range(6)] + [f"LARM_JOINT{i}" for i in range(6)]
 
@@ -116,3 +121,59 @@ def test_sim_node_topics_commands_and_reset(sim):
     assert np.all(np.diff(clocks) > 0), "sim time must never go backwards"
     events = [(m["event"], m["episode"]) for m in markers]
     assert ("end", 0) in events and ("start", 1) in events
+
+
+LAYOUTS = """
+layouts:
+  - target: [0.35, -0.20, 0.05]
+    obstacles:
+      - {type: box, position: [0.30, -0.10, 0.05], size: [0.05, 0.06, 0.20]}
+      - {type: sphere, position: [0.25, -0.25, 0.10], radius: 0.04}
+  - target: [0.40, -0.15, 0.10]
+    obstacles:
+      - {type: sphere, position: [0.30, -0.05, 0.12], radius: 0.03}
+"""
+
+
+def test_obstacles_are_rviz_markers_that_follow_the_episode(tmp_path):
+    layouts = tmp_path / "layouts.yaml"
+    layouts.write_text(LAYOUTS)
+    log = tmp_path / "sim.log"
+    proc = start_node("mberil_ros.nodes.sim_node",
+                      {"layouts_file": str(layouts), "real_time_factor": 2.0}, log)
+    rclpy.init()
+    node = rclpy.create_node("obstacle_markers_test")
+    arrays: list[MarkerArray] = []
+    layouts_seen: list[dict] = []
+    latched = QoSProfile(depth=100, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    try:
+        node.create_subscription(MarkerArray, "/task/obstacles", arrays.append, latched)
+        node.create_subscription(String, "/task/layout",
+                                 lambda m: layouts_seen.append(json.loads(m.data)), latched)
+        assert spin_until(node, lambda: arrays and layouts_seen), log.read_text()
+        client = node.create_client(Trigger, "/sim_node/reset")
+        assert client.wait_for_service(timeout_sec=10)
+        future = client.call_async(Trigger.Request())
+        assert spin_until(node, lambda: future.done() and len(arrays) >= 2)
+    finally:
+        node.destroy_node()
+        rclpy.shutdown()
+        code = stop_node(proc)
+    assert code == 0, log.read_text()
+
+    for array, info in zip(arrays, layouts_seen, strict=True):
+        markers = array.markers
+        # What RViz needs: the WAIST frame, a namespace, a colour it can see; stale markers
+        # of a previous episode go with the leading DELETEALL.
+        assert markers[0].action == Marker.DELETEALL
+        assert all(m.header.frame_id == "WAIST" and m.ns == "obstacles" for m in markers)
+        adds = markers[1:]
+        assert [m.id for m in adds] == list(range(len(adds)))  # id = slot index
+        assert all(m.action == Marker.ADD and m.color.a > 0 for m in adds)
+        episode = episode_from_dict(info["layout"])
+        assert obstacles_from_markers(markers, MAX_OBSTACLES) == list(episode.obstacles)
+    first, second = arrays[0].markers[1:], arrays[1].markers[1:]
+    assert [m.type for m in first] == [Marker.CUBE, Marker.SPHERE]
+    assert [(m.scale.x, m.scale.y, m.scale.z) for m in first] == [
+        pytest.approx((0.05, 0.06, 0.20)), pytest.approx((0.08, 0.08, 0.08))]
+    assert len(second) == 1 and second[0].type == Marker.SPHERE

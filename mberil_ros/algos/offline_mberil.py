@@ -392,46 +392,61 @@ class OfflineMBERIL:
     # ---- 1: rollouts -----------------------------------------------------------------------------
     @torch.no_grad()
     def rollout(self) -> dict[str, float]:
-        """Roll pi in p for H steps from a real prefix x_0..x_{t0} (t0 uniform per episode),
-        one recurrent encoder step per token, and push the sequences to D_G."""
+        """Roll pi in p for H steps from a real prefix x_0..x_{t0} (t0 uniform per episode)
+        and push the sequences to D_G. The prefixes go through each encoder in one parallel
+        pass that stops every row at its own t0 (SequenceEncoder.prefix_state); only the H
+        model steps are recurrent, so the cost no longer grows with the episode length."""
         H = self.cfg.horizon
         b = self.data.sample("all", self.cfg.rollout_batch, self.gen).to(self.device)
-        n, t_real = b.mask.shape
+        n = b.mask.shape[0]
         length = b.mask.sum(1)
         t0 = (torch.rand(n, generator=self.gen) * length.cpu()).long().to(self.device)
-        t_len = t0 + H + 1  # states in each generated sequence
-        obs = b.obs.new_zeros(n, int(t_len.max()), b.obs.shape[-1])
-        act = b.act.new_zeros(n, obs.shape[1], b.act.shape[-1])
-        gen_mask = torch.zeros(n, obs.shape[1], dtype=torch.bool, device=self.device)
-        prevs = torch.zeros_like(act)  # the previous-action token that went with each state
-        ps, ms = self.policy.encoder.init_state(n), self.model.encoder.init_state(n)
-        x, prev = b.obs[:, 0], b.prev_act[:, 0]
-        obs[:, 0], prevs[:, 0] = x, prev
         rows = torch.arange(n, device=self.device)
-        for k in range(int(t0.max()) + H):
-            real = (k < t0)[:, None]
-            lat_p = self.policy.encoder.step(x, prev, ps)
-            lat_m = self.model.encoder.step(x, prev, ms)
+        obs, act, prevs, gen_mask = self._real_prefixes(b, t0)
+        # tokens 0..t0 of each row are its real history: x_0, y_0, .. with their prev tokens
+        obs_ext, prev_ext = extend(b)
+        span = int(t0.max()) + 1
+        lat_p, ps = self.policy.encoder.prefix_state(obs_ext[:, :span], prev_ext[:, :span],
+                                                     t0 + 1)
+        lat_m, ms = self.model.encoder.prefix_state(obs_ext[:, :span], prev_ext[:, :span],
+                                                    t0 + 1)
+        lat_p, lat_m = lat_p[rows, t0], lat_m[rows, t0]
+        x, prev = obs_ext[rows, t0], prev_ext[rows, t0]  # token t0: already encoded
+        for j in range(H):
+            if j > 0:  # one recurrent step per generated token
+                lat_p = self.policy.encoder.step(x, prev, ps)
+                lat_m = self.model.encoder.step(x, prev, ms)
             u, _ = tanh_gaussian_sample(*self.policy.dist_params(lat_p), self.gen)
-            kk = min(k, t_real - 1)
-            u = torch.where(real, b.act[:, kk], u)
             mu, ls = self.model.heads(lat_m, u)
             member = torch.randint(mu.shape[0], (n,), generator=self.gen).to(self.device)
             mu, ls = mu[member, rows], ls[member, rows]
             y = self.model.compose(x, mu + torch.exp(ls) * randn(self.gen, mu.shape, mu))
-            y = torch.where(real, b.next_obs[:, kk], y)
-            keep = k < t0 + H
             # the next token: this command minus the next state's joint positions
-            nxt = torch.where(real, b.next_prev_act[:, kk],
-                              self.data.codec.torch_next_lead(x, prev, u, y))
-            act[keep, k] = u[keep]
-            obs[keep, k + 1] = y[keep]
-            prevs[keep, k + 1] = nxt[keep]
-            gen_mask[:, k + 1] = keep & (k >= t0)
+            nxt = self.data.codec.torch_next_lead(x, prev, u, y)
+            k = t0 + j  # this row's step: u_k, then x_{k+1} = y
+            act[rows, k], obs[rows, k + 1], gen_mask[rows, k + 1] = u, y, True
+            prevs[rows, k + 1] = nxt
             x, prev = y, nxt
-        self.fifo.add(obs.cpu(), prevs.cpu(), gen_mask.cpu(), t_len.cpu())
+        self.fifo.add(obs.cpu(), prevs.cpu(), gen_mask.cpu(), (t0 + H + 1).cpu())
         g = obs[gen_mask]
         return {"rollout/state_abs_max": float(g.abs().max()), "rollout/fifo": self.fifo.count}
+
+    def _real_prefixes(self, b: Batch, t0: torch.Tensor
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Rollout buffers of t0.max() + H + 1 steps, holding each row's real x_0..x_{t0},
+        their previous-action tokens and u_0..u_{t0-1} (zeros elsewhere), and the all-False
+        mask of generated states."""
+        n, t_out = t0.shape[0], int(t0.max()) + self.cfg.horizon + 1
+        obs = b.obs.new_zeros(n, t_out, b.obs.shape[-1])
+        act = b.act.new_zeros(n, t_out, b.act.shape[-1])
+        prevs = torch.zeros_like(act)
+        span = int(t0.max()) + 1
+        pos = torch.arange(span, device=self.device)[None, :]
+        obs_ext, prev_ext = (t[:, :span] for t in extend(b))
+        real = (pos <= t0[:, None])[..., None]
+        obs[:, :span], prevs[:, :span] = obs_ext * real, prev_ext * real
+        act[:, :span - 1] = b.act[:, :span - 1] * (pos[:, :-1] < t0[:, None])[..., None]
+        return obs, act, prevs, torch.zeros(n, t_out, dtype=torch.bool, device=self.device)
 
     def _generated(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         obs, prev, gen = self.fifo.sample(self.cfg.batch_size, self.gen)

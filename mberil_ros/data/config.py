@@ -10,9 +10,10 @@ from typing import Any
 import yaml
 
 from mberil_ros.errors import UserError
+from mberil_ros.sim import spaces
 
-RIGHT = [f"RARM_JOINT{i}" for i in range(6)]
-LEFT = [f"LARM_JOINT{i}" for i in range(6)]
+RIGHT = list(spaces.RARM_JOINTS)
+LEFT = list(spaces.LARM_JOINTS)
 
 # Each topic role has one message type: its decoder is written for that type.
 TOPIC_TYPES: dict[str, str] = {
@@ -21,7 +22,7 @@ TOPIC_TYPES: dict[str, str] = {
     "trajectory": "trajectory_msgs/msg/JointTrajectory",
     "goal": "geometry_msgs/msg/PoseStamped",
     "goal_left": "geometry_msgs/msg/PoseStamped",
-    "obstacles": "geometry_msgs/msg/PoseArray",
+    "obstacles": "visualization_msgs/msg/MarkerArray",
     "episode": "std_msgs/msg/String",
 }
 
@@ -51,7 +52,7 @@ class DatasetConfig:
     arm_joints: dict[str, list[str]] = field(
         default_factory=lambda: {"right": list(RIGHT), "left": list(LEFT)}
     )
-    max_obstacles: int = 3
+    max_obstacles: int = spaces.MAX_OBSTACLES
     timestamps: str = "receive"
     header_lag: float = 0.5
     action_source: str = "forward"
@@ -68,7 +69,7 @@ class DatasetConfig:
 
     @property
     def goal_roles(self) -> list[str]:
-        return ["goal", "goal_left"] if self.arm == "both" else ["goal"]
+        return list(spaces.layout(self.arm).goal_roles)
 
     @property
     def action_role(self) -> str:
@@ -83,12 +84,8 @@ class DatasetConfig:
         return [*roles, self.action_role]
 
     def state_names(self) -> list[str]:
-        names = [f"{j}.pos" for j in self.joints] + [f"{j}.vel" for j in self.joints]
-        for role in self.goal_roles:
-            names += [f"{role}.{c}" for c in "xyz"]
-        for i in range(self.max_obstacles):
-            names += [f"obstacle{i}.{c}" for c in ("x", "y", "z", "present")]
-        return names
+        """observation.state names, from the task contract (sim/spaces.py)."""
+        return spaces.state_names(self.joints, self.goal_roles, self.max_obstacles)
 
     def action_names(self) -> list[str]:
         return [f"{j}.target" for j in self.joints]

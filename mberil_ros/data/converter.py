@@ -9,6 +9,8 @@ Transitions: frame i = (state at tick i, action at tick i, state at tick i+1). A
 both ticks usable and consecutive, so the last tick of an episode is not a frame of its own
 (its state is the previous frame's next.observation.state) and a frame just before a
 dropped tick is dropped too: next.observation.state is always exactly one tick later.
+An episode with a dropped tick inside is written as several dataset episodes (meta
+``segment`` / ``segments``), so no two frames on either side of the hole are ever adjacent.
 """
 
 from __future__ import annotations
@@ -153,19 +155,25 @@ class BagConverter:
         obs = np.concatenate([values[r] for r in obs_roles], axis=1)
         action = values[self.cfg.action_role]
         frames = np.flatnonzero(pair)
-        meta = {**w.meta(), "source_bag": self.bag_index, "dropped_frames": int(
-            len(ticks) - len(frames)), "duration_s": (w.end_ns - w.start_ns) / NS}
-        first = frames[0]
-        for role in obs_roles:
-            if role != "joint_states":
-                meta[role] = values[role][first].tolist()  # task params at the first frame
-        self.writer.add_episode(
-            meta, obs[frames], action[frames], obs[frames + 1],
-            (ticks[keep[frames]] - ticks[0]) / NS)
-        self.report.episodes += 1
-        self.report.frames += len(frames)
-        self.report.labels[w.label] = self.report.labels.get(w.label, 0) + 1
-        self.report.durations.append(meta["duration_s"])
+        # Trainers take next_obs[k] == obs[k+1] within an episode: where a dropped tick
+        # leaves a hole between two frames, the episode is written as separate parts.
+        parts = np.split(frames, np.flatnonzero(np.diff(keep[frames]) != 1) + 1)
+        if len(parts) > 1:
+            self.report.split_episodes[name] = len(parts)
+        base = {**w.meta(), "source_bag": self.bag_index, "segments": len(parts),
+                "dropped_frames": int(len(ticks) - len(frames)),
+                "duration_s": (w.end_ns - w.start_ns) / NS}
+        for segment, part in enumerate(parts):
+            meta = {**base, "segment": segment}
+            for role in obs_roles:
+                if role != "joint_states":
+                    meta[role] = values[role][part[0]].tolist()  # task params at the start
+            self.writer.add_episode(meta, obs[part], action[part], obs[part + 1],
+                                    (ticks[keep[part]] - ticks[0]) / NS)
+            self.report.episodes += 1
+            self.report.frames += len(part)
+            self.report.labels[w.label] = self.report.labels.get(w.label, 0) + 1
+        self.report.durations.append(base["duration_s"])
 
     def _decode(self, role: str, idx: np.ndarray) -> np.ndarray:
         """Decode each sampled message once; NaN/inf anywhere is an error."""

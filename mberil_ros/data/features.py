@@ -8,6 +8,9 @@ import numpy as np
 
 from mberil_ros.data.config import DatasetConfig
 from mberil_ros.data.fastdecode import DecodeError, Float64ArrayDecoder, JointStateDecoder
+from mberil_ros.sim.observation import obstacle_features
+from mberil_ros.sim.obstacle_markers import obstacles_from_markers
+from mberil_ros.sim.spaces import OBSTACLE_WIDTH, obstacle_names
 
 Deserialize = Callable[[bytes], object]
 
@@ -107,26 +110,18 @@ class GoalFeature(_PerMessage):
 
 
 class ObstaclesFeature(_PerMessage):
-    """PoseArray -> max_obstacles x (x, y, z, present); poses kept in message order."""
-
-    has_header = True
+    """MarkerArray -> max_obstacles slots (spaces.OBSTACLE_FIELDS), by the same contract
+    (sim/obstacle_markers.py) and slot builder (sim/observation.py) as the live task."""
 
     def __init__(self, max_obstacles: int, deserialize: Deserialize) -> None:
         super().__init__(deserialize)
         self.max_obstacles = max_obstacles
-        self.width = 4 * max_obstacles
-        self.fields = [f"poses[{i}].{c}" for i in range(max_obstacles)
-                       for c in ("position.x", "position.y", "position.z", "present")]
+        self.width = max_obstacles * OBSTACLE_WIDTH
+        self.fields = obstacle_names(max_obstacles)
 
     def row(self, msg: object) -> np.ndarray:
-        if len(msg.poses) > self.max_obstacles:
-            raise ValueError(f"{len(msg.poses)} poses but max_obstacles is "
-                             f"{self.max_obstacles}")
-        out = np.zeros((self.max_obstacles, 4))
-        for i, pose in enumerate(msg.poses):
-            p = pose.position
-            out[i] = (p.x, p.y, p.z, 1.0)
-        return out.ravel()
+        return obstacle_features(obstacles_from_markers(msg.markers, self.max_obstacles),
+                                 self.max_obstacles)
 
 
 def make_feature(role: str, cfg: DatasetConfig, deserialize: Deserialize,

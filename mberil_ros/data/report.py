@@ -22,11 +22,13 @@ class ConversionReport:
     dropped_frames: int = 0  # ticks with at least one topic missing/stale
     no_successor: int = 0  # valid ticks whose next tick is dropped (incl. each episode's last)
     frames: int = 0
-    episodes: int = 0
+    episodes: int = 0  # dataset episodes (a split source episode counts once per part)
     labels: dict[str, int] = field(default_factory=dict)
     durations: list[float] = field(default_factory=list)
     incomplete_episodes: list[str] = field(default_factory=list)  # no end marker
     empty_episodes: list[str] = field(default_factory=list)  # fewer than 2 usable ticks
+    # episodes cut at dropped ticks into this many dataset episodes
+    split_episodes: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
     messages: int = 0
 
@@ -43,6 +45,8 @@ class ConversionReport:
             "episode_seconds_total": round(sum(self.durations), 3),
             "incomplete_episodes": self.incomplete_episodes,
             "empty_episodes": self.empty_episodes,
+            "split_episodes": len(self.split_episodes),
+            "split_episode_parts": self.split_episodes,
             "messages": self.messages,
             "conversion_seconds": round(self.seconds, 3),
         }
@@ -64,6 +68,10 @@ class ConversionReport:
                          f"min {min(d):.2f}, max {max(d):.2f}")
         if self.incomplete_episodes:
             lines.append(f"  left out, no end marker: {', '.join(self.incomplete_episodes)}")
+        if self.split_episodes:
+            parts = ", ".join(f"{k} ({v} parts)" for k, v in self.split_episodes.items())
+            lines.append(f"  split at dropped ticks: {len(self.split_episodes)} episode(s): "
+                         f"{parts}")
         if self.empty_episodes:
             lines.append(f"  left out, < 2 usable frames: {', '.join(self.empty_episodes)}")
         return "\n".join(lines)

@@ -21,9 +21,12 @@ from rosbags.rosbag2 import Writer as Writer2
 from rosbags.typesys import Stores, get_typestore
 
 from mberil_ros.data.config import LEFT, RIGHT
+from mberil_ros.sim.obstacle_markers import ADD, DELETEALL, MARKER_TYPES, NAMESPACE, marker_scale
+from mberil_ros.sim.scene import Obstacle
 
 NEXTAGE_JOINTS = ["CHEST_JOINT0", "HEAD_JOINT0", "HEAD_JOINT1", *RIGHT, *LEFT]
 NS = 1_000_000_000
+MARKER_ARRAY = "visualization_msgs/msg/MarkerArray"
 
 
 @dataclass
@@ -77,9 +80,33 @@ class MessageFactory:
         return self.t["geometry_msgs/msg/PoseStamped"](header=self.header(stamp_ns, "WAIST"),
                                                        pose=self._pose(xyz))
 
-    def pose_array(self, stamp_ns: int, points: Sequence[Sequence[float]]) -> object:
-        return self.t["geometry_msgs/msg/PoseArray"](header=self.header(stamp_ns, "WAIST"),
-                                                     poses=[self._pose(p) for p in points])
+    def marker(self, stamp_ns: int, ob: Obstacle | None, slot: int = 0,
+               frame_id: str = "WAIST") -> object:
+        """An obstacle marker as sim_node publishes it; ``ob=None`` gives the DELETEALL."""
+        t = self.t
+        extra = {} if self.ros1 else {
+            "texture_resource": "", "uv_coordinates": [],
+            "texture": t["sensor_msgs/msg/CompressedImage"](
+                header=self.header(0), format="", data=np.zeros(0, dtype=np.uint8)),
+            "mesh_file": t["visualization_msgs/msg/MeshFile"](
+                filename="", data=np.zeros(0, dtype=np.uint8))}
+        scale = marker_scale(ob) if ob is not None else (0.0, 0.0, 0.0)
+        return t["visualization_msgs/msg/Marker"](
+            header=self.header(stamp_ns, frame_id), ns=NAMESPACE, id=slot,
+            type=MARKER_TYPES[ob.type] if ob is not None else 0,
+            action=ADD if ob is not None else DELETEALL,
+            pose=self._pose(ob.position if ob is not None else (0, 0, 0)),
+            scale=t["geometry_msgs/msg/Vector3"](x=scale[0], y=scale[1], z=scale[2]),
+            color=t["std_msgs/msg/ColorRGBA"](r=0.9, g=0.4, b=0.1, a=0.8),
+            lifetime=t["builtin_interfaces/msg/Duration"](sec=0, nanosec=0),
+            frame_locked=False, points=[], colors=[], text="", mesh_resource="",
+            mesh_use_embedded_materials=False, **extra)
+
+    def marker_array(self, stamp_ns: int, obstacles: Sequence[Obstacle]) -> object:
+        """DELETEALL, then one marker per obstacle with id = slot (sim_node's contract)."""
+        markers = [self.marker(stamp_ns, None)]
+        markers += [self.marker(stamp_ns, ob, slot) for slot, ob in enumerate(obstacles)]
+        return self.t["visualization_msgs/msg/MarkerArray"](markers=markers)
 
     def string(self, text: str) -> object:
         return self.t["std_msgs/msg/String"](data=text)
@@ -125,6 +152,18 @@ def joint_positions(t_s: float, count: int = len(NEXTAGE_JOINTS)) -> np.ndarray:
 def joint_velocities(t_s: float, count: int = len(NEXTAGE_JOINTS)) -> np.ndarray:
     j = np.arange(count)
     return 0.35 * np.cos(0.7 * t_s + j)
+
+
+def demo_obstacles(episode: int, count: int) -> list[Obstacle]:
+    """Ground-truth obstacles of a synthetic episode: boxes at even slots, spheres at odd."""
+    out = []
+    for i in range(count):
+        position = (0.25 + 0.01 * i, -0.1 * i, 0.1 + episode)
+        if i % 2:
+            out.append(Obstacle.sphere(position, 0.03 + 0.01 * i))
+        else:
+            out.append(Obstacle.box(position, (0.04 + 0.01 * i, 0.05, 0.2 + 0.01 * episode)))
+    return out
 
 
 def _periodic(start_s: float, stop_s: float, hz: float) -> Iterator[float]:
@@ -186,9 +225,8 @@ def demo_messages(factory: MessageFactory, *, episodes: int = 2, episode_s: floa
             if left_goal:
                 yield Msg("/task/goal_left", "geometry_msgs/msg/PoseStamped", setup + 1,
                           f.pose_stamped(setup + 1, [0.3, 0.2, 0.1 * ep]))
-            points = [[0.25 + 0.01 * i, -0.1 * i, 0.1 + ep] for i in range(obstacles)]
-            yield Msg("/task/obstacles", "geometry_msgs/msg/PoseArray", setup + 2,
-                      f.pose_array(setup + 2, points))
+            yield Msg("/task/obstacles", MARKER_ARRAY, setup + 2,
+                      f.marker_array(setup + 2, demo_obstacles(ep, obstacles)))
             label = labels[ep % len(labels)]
             marker = {"event": "start", "episode": ep, "label": label, "demonstrator":
                       "scripted" if label == "expert" else "noisy", "suite": "train",

@@ -47,9 +47,10 @@ class MambaLayer(nn.Module):
 
 @dataclass
 class EncoderState:
-    """Recurrent state of a streaming encoder: per-layer (conv, ssm) states and the step."""
+    """Recurrent state of a streaming encoder: per-layer (conv, ssm) states and the step
+    (an int, or a (batch,) long tensor when rows are at different steps: prefix_state())."""
 
-    t: int = 0
+    t: int | torch.Tensor = 0
     layers: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)
     # fused C plans (one per layer), bound to the weights at init_state(); None: torch ops
     plans: list | None = None
@@ -123,11 +124,44 @@ class SequenceEncoder(nn.Module):
         if self.cfg.backbone == "mlp":
             return EncoderState()
         state = EncoderState(0, [layer.mixer.allocate_state(batch) for layer in self.layers])
+        state.plans = self._plans(fused)
+        return state
+
+    def _plans(self, fused: bool) -> list | None:
         lib = _cpu_kernel.load() if fused else None
         if lib is not None and self.embed.weight.device.type == "cpu" and all(
                 p.dtype == torch.float32 for p in self.parameters()):
-            state.plans = [layer.mixer.fused_step_plan(lib, layer.norm) for layer in self.layers]
-        return state
+            return [layer.mixer.fused_step_plan(lib, layer.norm) for layer in self.layers]
+        return None
+
+    @torch.no_grad()
+    def prefix_state(self, obs: torch.Tensor, prev_act: torch.Tensor | None,
+                     lengths: torch.Tensor, impl: str = "auto", fused: bool = True
+                     ) -> tuple[torch.Tensor, EncoderState]:
+        """One parallel pass over sequences from the episode start that stops each row at its
+        own end: obs (batch, len, obs_dim), prev_act as in forward(), lengths (batch,) in
+        1..len -> (latents (batch, len, d_model), state). latents[i, :lengths[i]] equal
+        forward() (later ones are not meaningful); `state` is what init_state() + lengths[i]
+        step() calls over row i's tokens leave (state.t = lengths, per row), so step()
+        continues each row from its own end. impl: the scan as in forward(); fused: as in
+        init_state()."""
+        self.check(obs, prev_act)
+        lengths = lengths.to(device=obs.device, dtype=torch.long)
+        if lengths.shape != obs.shape[:1] or not (
+                (lengths >= 1) & (lengths <= obs.shape[1])).all():
+            raise ValueError(f"lengths: expected ({obs.shape[0]},) values in 1..{obs.shape[1]}, "
+                             f"got {lengths.tolist()}")
+        if self.cfg.backbone == "mlp":
+            return self.mlp(self._inputs(obs, prev_act)), EncoderState(lengths.clone())
+        if prev_act is None:
+            prev_act = obs.new_zeros(*obs.shape[:-1], self.cfg.act_dim)
+        h = self._tokens(obs, prev_act, torch.arange(obs.shape[1], device=obs.device))
+        states = []
+        for layer in self.layers:
+            y, conv, ssm = layer.mixer.prefix_state(layer.norm(h), lengths, impl=impl)
+            h = h + y
+            states.append((conv, ssm))
+        return self.norm_f(h), EncoderState(lengths.clone(), states, self._plans(fused))
 
     @torch.no_grad()
     def step(self, obs: torch.Tensor, prev_act: torch.Tensor | None, state: EncoderState,
@@ -136,11 +170,12 @@ class SequenceEncoder(nn.Module):
         (batch, d_model); advances `state` in place (no window re-computation)."""
         self.check(obs, prev_act)
         if self.cfg.backbone == "mlp":
-            state.t += 1
+            state.t = state.t + 1  # a new tensor: never writes into a caller's lengths
             return self.mlp(self._inputs(obs, prev_act))
         if prev_act is None:
             prev_act = obs.new_zeros(*obs.shape[:-1], self.cfg.act_dim)
-        t = torch.full(obs.shape[:-1], state.t, dtype=torch.long, device=obs.device)
+        t = (state.t if isinstance(state.t, torch.Tensor)
+             else torch.full(obs.shape[:-1], state.t, dtype=torch.long, device=obs.device))
         h = self._tokens(obs, prev_act, t)
         if fused and state.plans is not None and obs.device.type == "cpu":
             h = h.contiguous()
@@ -149,5 +184,5 @@ class SequenceEncoder(nn.Module):
         else:
             for layer, (conv, ssm) in zip(self.layers, state.layers, strict=True):
                 h = h + layer.mixer.step(layer.norm(h), conv, ssm, fused=False)
-        state.t += 1
+        state.t = state.t + 1  # a new tensor: never writes into a caller's lengths
         return self.norm_f(h)

@@ -32,6 +32,10 @@ except Exception:  # ImportError, or an OSError from a CUDA extension without a 
     selective_scan_cuda_fn = mamba_inner_fn = None
 
 
+# delta past a row's end in prefix_state(): softplus of it underflows to exactly 0
+_FROZEN_DELTA = -1e4
+
+
 def mamba_ssm_available() -> bool:
     return selective_scan_cuda_fn is not None
 
@@ -86,21 +90,61 @@ class Mamba(nn.Module):
                 self.dt_proj.weight, self.out_proj.weight, self.out_proj.bias, A, None, None,
                 self.D.float(), delta_bias=self.dt_proj.bias.float(), delta_softplus=True)
             return out
+        return self._forward_split(hidden_states, A, impl, fast)[0]
+
+    @torch.no_grad()
+    def prefix_state(self, hidden_states: torch.Tensor, lengths: torch.Tensor,
+                     impl: str = "auto") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Sequence forward that also returns, per row, the recurrent state step() holds
+        after that row's first lengths[i] tokens (1 <= lengths[i] <= len): (out, conv_state,
+        ssm_state) with the states as allocate_state() lays them out. out[i, :lengths[i]]
+        equals forward(); later positions are not meaningful. impl as in forward(); the
+        CUDA path runs the conv in PyTorch and mamba_ssm's scan (it returns last states)."""
+        A = -torch.exp(self.A_log.float())
+        fast = (impl == "auto" and self.cfg.use_fast_path and hidden_states.is_cuda
+                and selective_scan_cuda_fn is not None)
+        return self._forward_split(hidden_states, A, impl, fast, lengths)
+
+    def _forward_split(self, hidden_states: torch.Tensor, A: torch.Tensor, impl: str,
+                       fast: bool, lengths: torch.Tensor | None = None
+                       ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """Conv in PyTorch, then the scan (mamba_ssm's CUDA scan if `fast`, else the portable
+        one); with `lengths`, also each row's states at its own end (see prefix_state)."""
         scan_impl = "auto" if impl in ("auto", "portable") else impl
         length = hidden_states.shape[1]
         x, z = self.in_proj(hidden_states).chunk(2, dim=-1)
+        conv_state = None
+        if lengths is not None:
+            # step()'s conv state: the last d_conv conv inputs, newest last, zeros before the
+            # start. Index lengths[i] + j of the left-padded inputs is input lengths[i]-K+j.
+            idx = lengths[:, None] + torch.arange(self.d_conv, device=x.device)
+            conv_state = F.pad(x, (0, 0, self.d_conv, 0)).gather(
+                1, idx[..., None].expand(-1, -1, self.d_inner)).transpose(1, 2).contiguous()
         x = F.silu(self.conv1d(x.transpose(1, 2))[..., :length]).transpose(1, 2)
         dt, B, C = torch.split(self.x_proj(x), [self.dt_rank, self.d_state, self.d_state], -1)
         dt = F.linear(dt, self.dt_proj.weight)  # bias enters the scan as delta_bias
+        if lengths is not None:
+            # Past a row's end, delta -1e4 gives dt = softplus(-1e4 + bias) = 0 exactly in
+            # float32: exp(dt*A) = 1 and dt*B*u = 0, so the state stays at its value after
+            # the row's last token and the scan's LAST state is that row's state. One scan
+            # for all rows, in every implementation (mamba_ssm's returns last states only).
+            pad = torch.arange(length, device=dt.device)[None, :] >= lengths[:, None]
+            dt = dt.masked_fill(pad[..., None], _FROZEN_DELTA)
+        want_state = lengths is not None
         if fast:  # mamba_ssm's CUDA scan, in its (batch, channel, len) layout
             tr = lambda t: t.transpose(1, 2).contiguous()  # noqa: E731
-            y = tr(selective_scan_cuda_fn(
+            res = selective_scan_cuda_fn(
                 tr(x), tr(dt), A, tr(B), tr(C), self.D.float(), z=tr(z),
-                delta_bias=self.dt_proj.bias.float(), delta_softplus=True))
+                delta_bias=self.dt_proj.bias.float(), delta_softplus=True,
+                return_last_state=want_state)
+            y, ssm_state = res if want_state else (res, None)
+            y = tr(y)
         else:
-            y = selective_scan(x, dt, A, B, C, self.D.float(), z, self.dt_proj.bias.float(),
-                               delta_softplus=True, impl=scan_impl)
-        return self.out_proj(y)
+            res = selective_scan(x, dt, A, B, C, self.D.float(), z, self.dt_proj.bias.float(),
+                                 delta_softplus=True, impl=scan_impl,
+                                 return_last_state=want_state)
+            y, ssm_state = res if want_state else (res, None)
+        return self.out_proj(y), conv_state, ssm_state
 
     def allocate_state(self, batch: int, device: torch.device | None = None,
                        dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:

@@ -38,21 +38,26 @@ def _f32c(t: torch.Tensor | None) -> torch.Tensor | None:
 
 class _KernelScan(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, delta_softplus):  # type: ignore[override]
+    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, delta_softplus,  # type: ignore[override]
+                return_last_state=False):
         lib = _cpu_kernel.load()
         args = [_f32c(t) for t in (u, delta, A, B, C, D, z, delta_bias)]
         nb, length, d = args[0].shape
         n = args[2].shape[1]
         out = torch.empty(nb, length, d, dtype=torch.float32)
+        last = torch.empty(nb, d, n, dtype=torch.float32) if return_last_state else None
         lib.ss_fwd(nb, length, d, n, *[_ptr(t) for t in args], int(delta_softplus),
-                   out.data_ptr(), None, torch.get_num_threads())
+                   out.data_ptr(), _ptr(last), torch.get_num_threads())
         ctx.save_for_backward(*[t if t is not None else torch.empty(0) for t in args])
         ctx.has = [t is not None for t in args]
         ctx.delta_softplus = delta_softplus
-        return out.to(u.dtype)
+        if last is None:
+            return out.to(u.dtype)
+        ctx.mark_non_differentiable(last)  # as in mamba_ssm: no gradient through last_state
+        return out.to(u.dtype), last
 
     @staticmethod
-    def backward(ctx, dout):  # type: ignore[override]
+    def backward(ctx, dout, dlast=None):  # type: ignore[override]
         saved = [t if h else None for t, h in zip(ctx.saved_tensors, ctx.has, strict=True)]
         u, delta, A, B, C, D, z, delta_bias = saved
         nb, length, d = u.shape
@@ -72,14 +77,15 @@ class _KernelScan(torch.autograd.Function):
             dD_part.data_ptr(), _ptr(dz), ddb_part.data_ptr(), torch.get_num_threads(),
         )
         return (du, ddelta, dA_part.sum(0), dB, dC, dD_part.sum(0) if D is not None else None,
-                dz, ddb_part.sum(0) if delta_bias is not None else None, None)
+                dz, ddb_part.sum(0) if delta_bias is not None else None, None, None)
 
 
 def selective_scan_torch(
     u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
     D: torch.Tensor | None = None, z: torch.Tensor | None = None,
     delta_bias: torch.Tensor | None = None, delta_softplus: bool = True,
-) -> torch.Tensor:
+    return_last_state: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Pure-PyTorch scan (any device, autograd by PyTorch). No log/division tricks: the state
     is multiplied by exp(dt*A) <= 1 each step, which stays finite for any length."""
     dtype = u.dtype
@@ -103,16 +109,19 @@ def selective_scan_torch(
         y = y + u * D.float()
     if z is not None:
         y = y * F.silu(z.float())
-    return y.to(dtype)
+    return (y.to(dtype), h) if return_last_state else y.to(dtype)
 
 
 def selective_scan(
     u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
     D: torch.Tensor | None = None, z: torch.Tensor | None = None,
     delta_bias: torch.Tensor | None = None, delta_softplus: bool = True, impl: str = "auto",
-) -> torch.Tensor:
+    return_last_state: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Channel-last selective scan. impl: "auto" (kernel on CPU when it builds, else torch),
-    "kernel" (raise if unavailable) or "torch"."""
+    "kernel" (raise if unavailable) or "torch". return_last_state: also return the float32
+    state after the last step, (batch, d_inner, d_state), like mamba_ssm's selective_scan_fn
+    (no gradient flows through it)."""
     if impl not in ("auto", "kernel", "torch"):
         raise ValueError(f"impl must be 'auto', 'kernel' or 'torch', got {impl!r}")
     use_kernel = impl == "kernel" or (
@@ -125,5 +134,7 @@ def selective_scan(
             raise RuntimeError(f"CPU scan kernel unavailable: {_cpu_kernel.build_error}")
         if A.shape[1] > 256:
             raise ValueError(f"d_state {A.shape[1]} > 256 is not supported by the CPU kernel")
-        return _KernelScan.apply(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
-    return selective_scan_torch(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+        return _KernelScan.apply(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
+                                 return_last_state)
+    return selective_scan_torch(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
+                                return_last_state)

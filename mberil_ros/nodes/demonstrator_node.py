@@ -31,6 +31,7 @@ from mberil_ros.nodes import spinning
 from mberil_ros.sim.demonstrators import DEMONSTRATORS, make_demonstrator
 from mberil_ros.sim.layouts import episode_from_dict
 from mberil_ros.sim.observation import build_observation
+from mberil_ros.sim.scene import Obstacle
 from mberil_ros.sim.spaces import LARM_JOINTS, RARM_JOINTS, layout
 
 PROGRESS_PREFIX = "[mberil-progress]"  # parsed by `mberil record`
@@ -82,7 +83,7 @@ class DemonstratorNode(Node):
         self.goals: dict[str, list[float]] = {}
         self.episode_start = 0.0
         self.last_state: JointState | None = None
-        self.obstacles: list = []
+        self.obstacles: list[Obstacle] = []
         self.finished = False
         self.results: list[dict] = []
 
@@ -145,7 +146,7 @@ class DemonstratorNode(Node):
                                     suite=info["suite"])
         self.demonstrator.reset(episode, seed=int(self.params["seed"]) + self.index)
         self.goals = {side: list(xyz) for side, xyz in episode.targets.items()}
-        self.obstacles = [ob.position for ob in episode.obstacles]
+        self.obstacles = list(episode.obstacles)
         self.hold = {}
         self.episode_start = float(info["time"])
         self.episode_id = int(info["episode"])

@@ -1,12 +1,14 @@
 """sim_node: the embedded MuJoCo NEXTAGE behind the topics ros2_control would offer.
 
-Publishes /joint_states (names always set), /clock (sim time), /task/goal (+ /task/goal_left
-with both arms), /task/obstacles, /task/layout (JSON: the full episode geometry, which a
-PoseArray cannot carry) and /task/episode (JSON start/end markers, so recordings can be
-split). Accepts Float64MultiArray on /forward_position_controller/commands (one value per
-controller joint, applied at the next tick) and JointTrajectory on
-/joint_trajectory_controller/joint_trajectory (linear interpolation between points; stamp 0
-= now; a new message replaces the running trajectory, as the controller does).
+Publishes /joint_states (names always set), /clock (sim time), /task/goal (the driven arm's
+goal; the right one with both arms, the left one then on /task/goal_left), /task/obstacles
+(visualization_msgs/MarkerArray, the contract in sim/obstacle_markers.py: RViz shows it and
+the converter reads it), /task/layout (JSON: the full episode) and /task/episode (JSON
+start/end markers, so recordings can be split). Accepts Float64MultiArray on
+/forward_position_controller/commands (one value per controller joint, applied at the next
+tick) and JointTrajectory on /joint_trajectory_controller/joint_trajectory (linear
+interpolation between points; stamp 0 = now; a new message replaces the running trajectory,
+as the controller does).
 
 ~/reset (std_srvs/Trigger) starts a new episode of the current `suite` at the current `seed`
 (then advances `seed` by one); the response message is the episode as JSON.
@@ -20,9 +22,10 @@ import json
 import math
 import sys
 import time
+from collections.abc import Sequence
 
 import rclpy
-from geometry_msgs.msg import Pose, PoseArray, PoseStamped
+from geometry_msgs.msg import Pose, PoseStamped
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
@@ -33,10 +36,13 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray, String
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
+from visualization_msgs.msg import Marker, MarkerArray
 
 from mberil_ros.errors import UserError
 from mberil_ros.nodes import spinning
+from mberil_ros.sim import obstacle_markers as om
 from mberil_ros.sim.layouts import episode_to_dict, load_layouts
+from mberil_ros.sim.scene import Obstacle
 from mberil_ros.sim.spaces import ALL_JOINTS, LARM_JOINTS, PHYSICS_DT, RARM_JOINTS
 from mberil_ros.sim.task import ReachingTask
 from mberil_ros.sim.trajectory import TrajectoryInterpolator
@@ -73,6 +79,22 @@ def pose_at(position) -> Pose:
     return pose
 
 
+def obstacle_marker_array(obstacles: Sequence[Obstacle], stamp) -> MarkerArray:
+    """DELETEALL (drops the previous episode's obstacles in RViz), then one marker per
+    obstacle with id = slot index."""
+    clear = Marker(action=Marker.DELETEALL, ns=om.NAMESPACE)
+    clear.header.stamp, clear.header.frame_id = stamp, om.FRAME_ID
+    markers = [clear]
+    for slot, ob in enumerate(obstacles):
+        m = Marker(ns=om.NAMESPACE, id=slot, type=om.MARKER_TYPES[ob.type], action=Marker.ADD)
+        m.header.stamp, m.header.frame_id = stamp, om.FRAME_ID
+        m.pose = pose_at(ob.position)
+        m.scale.x, m.scale.y, m.scale.z = om.marker_scale(ob)
+        m.color.r, m.color.g, m.color.b, m.color.a = 0.9, 0.4, 0.1, 0.8  # a = 0 is invisible
+        markers.append(m)
+    return MarkerArray(markers=markers)
+
+
 class SimNode(Node):
     def __init__(self) -> None:
         super().__init__("sim_node")
@@ -94,7 +116,7 @@ class SimNode(Node):
         self.clock_pub = self.create_publisher(ClockMsg, "/clock", 10)
         self.goal_pub = self.create_publisher(PoseStamped, "/task/goal", LATCHED)
         self.goal_left_pub = self.create_publisher(PoseStamped, "/task/goal_left", LATCHED)
-        self.obstacles_pub = self.create_publisher(PoseArray, "/task/obstacles", LATCHED)
+        self.obstacles_pub = self.create_publisher(MarkerArray, "/task/obstacles", LATCHED)
         self.layout_pub = self.create_publisher(String, "/task/layout", LATCHED)
         self.episode_pub = self.create_publisher(String, "/task/episode", LATCHED)
         self.create_subscription(Float64MultiArray, p["command_topic"], self._on_command, 10)
@@ -197,16 +219,15 @@ class SimNode(Node):
 
     def _publish_task(self) -> None:
         stamp = self._stamp()
-        for side, pub in (("right", self.goal_pub), ("left", self.goal_left_pub)):
-            if side in self.task.goals:
-                msg = PoseStamped()
-                msg.header.stamp, msg.header.frame_id = stamp, "WAIST"
-                msg.pose = pose_at(self.task.goals[side])
-                pub.publish(msg)
-        obstacles = PoseArray()
-        obstacles.header.stamp, obstacles.header.frame_id = stamp, "WAIST"
-        obstacles.poses = [pose_at(ob.position) for ob in self.task.obstacles]
-        self.obstacles_pub.publish(obstacles)
+        # /task/goal carries the driven arm's goal (the converter's "goal" role), so a
+        # left-arm recording converts like a right-arm one.
+        for hand, pub in zip(self.task.layout.hands, (self.goal_pub, self.goal_left_pub),
+                             strict=False):
+            msg = PoseStamped()
+            msg.header.stamp, msg.header.frame_id = stamp, "WAIST"
+            msg.pose = pose_at(self.task.goals[hand])
+            pub.publish(msg)
+        self.obstacles_pub.publish(obstacle_marker_array(self.task.obstacles, stamp))
         self.layout_pub.publish(String(data=json.dumps(self.episode_info)))
 
     # ----- commands -----

@@ -121,8 +121,8 @@ def load_layouts(path: str | Path) -> list[Episode]:
 def episode_to_dict(episode: Episode) -> dict:
     """The layouts-YAML form of one episode (inverse of :func:`episode_from_dict`).
 
-    The ROS sim node publishes this as JSON on /task/layout, so a demonstrator in another
-    process sees the obstacle sizes that /task/obstacles (a PoseArray) cannot carry.
+    The ROS sim node publishes this as JSON on /task/layout (and in its ~/reset answer), so
+    a demonstrator in another process gets the whole episode, name and start joints included.
     """
     if episode.arm == "both":
         target = {s: list(episode.targets[s]) for s in ("right", "left")}

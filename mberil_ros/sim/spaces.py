@@ -1,9 +1,10 @@
-"""Observation and action layouts of the reaching task (the fixed contract, DESIGN.md §7).
+"""Observation and action layouts of the reaching task: the fixed contract.
 
-Other components (sim_node, recorder, bag -> dataset converter, policy node) build and read
-these vectors by the names below, never by hand-counted offsets.
+Every component (sim_node, demonstrator, bag -> dataset converter, policy node) builds and
+reads these vectors by the names below, never by hand-counted offsets; docs/observation.md
+has the same table for readers outside the code.
 
-Right arm (default), observation of 27 floats:
+Right arm (default), observation of 39 floats:
 
     =========  =====  ======================================================
     slice      size   content
@@ -11,18 +12,26 @@ Right arm (default), observation of 27 floats:
     QPOS       6      RARM_JOINT0..5 positions (rad)
     QVEL       6      RARM_JOINT0..5 velocities (rad/s)
     GOAL       3      right-hand goal xyz (m, WAIST frame)
-    OBSTACLES  12     MAX_OBSTACLES x (x, y, z, present); absent slots all 0
+    OBSTACLES  24     MAX_OBSTACLES slots of OBSTACLE_FIELDS (below); absent slots all 0
     =========  =====  ======================================================
+
+One obstacle slot (OBSTACLE_FIELDS, in order):
+
+    x, y, z       centre (m, WAIST frame)
+    hx, hy, hz    half-extents (m); a sphere has its radius in all three
+    is_sphere     1.0 sphere, 0.0 box
+    present       1.0 for an obstacle, 0.0 for an empty slot (then every field is 0)
 
 Action: 6 absolute joint position targets for RARM_JOINT0..5 (rad), sent at 50 Hz.
 Left arm alone: the same with LARM_JOINT0..5 and the left-hand goal.
 
-Both arms, observation of 42 floats: QPOS 12 (RARM then LARM), QVEL 12 (same order),
-GOAL 6 (right xyz then left xyz), OBSTACLES 12. Action: 12 targets, RARM then LARM.
+Both arms, observation of 54 floats: QPOS 12 (RARM then LARM), QVEL 12 (same order),
+GOAL 6 (right xyz then left xyz), OBSTACLES 24. Action: 12 targets, RARM then LARM.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 PHYSICS_DT = 0.002  # s, MuJoCo step
@@ -31,7 +40,13 @@ CONTROL_DT = 1.0 / CONTROL_HZ
 PHYSICS_STEPS_PER_CONTROL = round(CONTROL_DT / PHYSICS_DT)  # 10
 
 MAX_OBSTACLES = 3
-OBSTACLE_FIELDS = 4  # x, y, z, present_flag
+OBSTACLE_FIELDS: tuple[str, ...] = ("x", "y", "z", "hx", "hy", "hz", "is_sphere", "present")
+OBSTACLE_WIDTH = len(OBSTACLE_FIELDS)
+# Column offsets inside one slot, so builders never count by hand.
+OB_POSITION = slice(0, 3)
+OB_HALF_EXTENTS = slice(3, 6)
+OB_IS_SPHERE = OBSTACLE_FIELDS.index("is_sphere")
+OB_PRESENT = OBSTACLE_FIELDS.index("present")
 
 RARM_JOINTS: tuple[str, ...] = tuple(f"RARM_JOINT{i}" for i in range(6))
 LARM_JOINTS: tuple[str, ...] = tuple(f"LARM_JOINT{i}" for i in range(6))
@@ -39,6 +54,24 @@ TORSO_HEAD_JOINTS: tuple[str, ...] = ("CHEST_JOINT0", "HEAD_JOINT0", "HEAD_JOINT
 ALL_JOINTS: tuple[str, ...] = TORSO_HEAD_JOINTS + RARM_JOINTS + LARM_JOINTS
 
 ARMS = ("right", "left", "both")
+
+
+def obstacle_names(max_obstacles: int = MAX_OBSTACLES) -> list[str]:
+    """Names of the obstacle slot values, e.g. ``obstacle0.hx``."""
+    return [f"obstacle{i}.{f}" for i in range(max_obstacles) for f in OBSTACLE_FIELDS]
+
+
+def state_names(joints: Sequence[str], goals: Sequence[str],
+                max_obstacles: int = MAX_OBSTACLES) -> list[str]:
+    """Names of every observation value: ``J.pos``, ``J.vel``, ``GOAL.x``, obstacle slots.
+
+    ``goals`` are the goal topics' roles in observation order ("goal", then "goal_left"
+    when both arms are driven), so dataset feature names match the topics they came from.
+    """
+    names = [f"{j}.pos" for j in joints] + [f"{j}.vel" for j in joints]
+    for goal in goals:
+        names += [f"{goal}.{c}" for c in "xyz"]
+    return names + obstacle_names(max_obstacles)
 
 
 @dataclass(frozen=True)
@@ -55,6 +88,15 @@ class Layout:
     obs_dim: int
     act_dim: int
 
+    @property
+    def goal_roles(self) -> tuple[str, ...]:
+        """The goal topics' roles: /task/goal carries the (first) arm's goal."""
+        return ("goal", "goal_left")[:len(self.hands)]
+
+    @property
+    def state_names(self) -> list[str]:
+        return state_names(self.joints, self.goal_roles)
+
 
 def layout(arm: str = "right") -> Layout:
     """The layout for ``arm`` in {"right", "left", "both"}."""
@@ -68,7 +110,7 @@ def layout(arm: str = "right") -> Layout:
         raise ValueError(f"arm must be one of {ARMS}, got {arm!r}")
     n = len(joints)
     g = 3 * len(hands)
-    o = MAX_OBSTACLES * OBSTACLE_FIELDS
+    o = MAX_OBSTACLES * OBSTACLE_WIDTH
     return Layout(
         arm=arm,
         joints=joints,
@@ -85,8 +127,8 @@ def layout(arm: str = "right") -> Layout:
 # The default right-arm contract, as module constants for readers that want plain names.
 RIGHT = layout("right")
 BOTH = layout("both")
-OBS_DIM = RIGHT.obs_dim  # 27
-ACT_DIM = RIGHT.act_dim  # 6
+OBS_DIM = RIGHT.obs_dim
+ACT_DIM = RIGHT.act_dim
 QPOS = RIGHT.qpos
 QVEL = RIGHT.qvel
 GOAL = RIGHT.goal

@@ -241,7 +241,7 @@ class ReachingTask:
 
     def observation(self) -> np.ndarray:
         return build_observation(self.layout, self.joint_positions(), self.joint_velocities(),
-                                 self.goals, [ob.position for ob in self.obstacles])
+                                 self.goals, self.obstacles)
 
     @property
     def time(self) -> float:
