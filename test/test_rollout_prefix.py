@@ -134,9 +134,11 @@ def stepwise_rollout(algo: OfflineMBERIL) -> tuple[torch.Tensor, ...]:
     rows = torch.arange(n)
     obs = torch.zeros(n, int(t0.max()) + H + 1, obs_ext.shape[-1])
     act = torch.zeros(n, obs.shape[1], prev_ext.shape[-1])
+    prevs = torch.zeros_like(act)
     gen_mask = torch.zeros(n, obs.shape[1], dtype=torch.bool)
     for i, t in enumerate(t0.tolist()):
         obs[i, :t + 1], act[i, :t] = obs_ext[i, :t + 1], b.act[i, :t]
+        prevs[i, :t + 1] = prev_ext[i, :t + 1]
     ps, ms = algo.policy.encoder.init_state(n), algo.model.encoder.init_state(n)
     lat = {}
     for k in range(int(t0.max()) + 1):  # everyone steps; row i keeps its latent at t0_i
@@ -160,10 +162,13 @@ def stepwise_rollout(algo: OfflineMBERIL) -> tuple[torch.Tensor, ...]:
         u, _ = tanh_gaussian_sample(*algo.policy.dist_params(lat_p), gen)
         mu, ls = algo.model.heads(lat_m, u)
         member = torch.randint(mu.shape[0], (n,), generator=gen)
-        y = x + mu[member, rows] + torch.exp(ls[member, rows]) * randn(gen, x.shape, x)
+        noise = randn(gen, (n, mu.shape[-1]), x)
+        y = algo.model.compose(x, mu[member, rows] + torch.exp(ls[member, rows]) * noise)
+        nxt = algo.data.codec.torch_next_lead(x, prev, u, y)
         act[rows, t0 + j], obs[rows, t0 + j + 1], gen_mask[rows, t0 + j + 1] = u, y, True
-        x, prev = y, u
-    return obs, torch.cat([torch.zeros_like(act[:, :1]), act[:, :-1]], 1), gen_mask, t0 + H + 1
+        prevs[rows, t0 + j + 1] = nxt
+        x, prev = y, nxt
+    return obs, prevs, gen_mask, t0 + H + 1
 
 
 @pytest.mark.parametrize("backbone", ["mamba", "mlp"])
