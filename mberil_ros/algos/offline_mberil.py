@@ -79,6 +79,9 @@ class OfflineMBERILConfig:
     polyak_tau: float = 0.005  # b <- (1 - tau) b + tau pi per iteration
     horizon: int = 5  # H, model rollout length (1..10)
     lambda_nll: float = 1.0  # [lambda_NLL] weight of the real-data NLL anchor in L_model
+    lambda_bc: float = 1.0  # weight of a BC anchor -ln pi(u_E|h_E) on expert steps in the
+    #   actor loss (ours, not in the papers: the policy's counterpart of lambda_NLL, keeps the
+    #   adversarial phase from drifting off the warm start while the discriminator is weak)
     ensemble_size: int = 5  # E, dynamics ensemble members
     lr_policy: float = 3e-4  # AdamW learning rates
     lr_model: float = 3e-4
@@ -119,8 +122,9 @@ class OfflineMBERILConfig:
             bad("polyak_tau", "in (0, 1]")
         if not (isinstance(self.horizon, int) and 1 <= self.horizon <= 10):
             bad("horizon", "an int in 1..10")
-        if self.lambda_nll < 0:
-            bad("lambda_nll", ">= 0")
+        for f in ("lambda_nll", "lambda_bc"):
+            if getattr(self, f) < 0:
+                bad(f, ">= 0")
         if self.weight_decay < 0:
             bad("weight_decay", ">= 0")
         for f in ("ensemble_size", "batch_size", "rollout_batch", "disc_steps", "policy_steps",
@@ -586,6 +590,10 @@ class OfflineMBERIL:
             loss = L.actor_loss(log_pi, log_b, score, c.beta_pi, c.eta_pi)
             out = {"loss/actor": float(loss.detach()),
                    "policy/entropy": float(-log_pi.detach().mean())}
+            if c.lambda_bc > 0:
+                bc = policy_nll(self.policy, self._sample("expert"))
+                loss = loss + c.lambda_bc * bc
+                out["loss/actor_bc"] = float(bc.detach())
             self._step("policy", self.policy, loss, out)
         return out
 

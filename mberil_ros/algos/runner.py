@@ -106,6 +106,9 @@ class TrainingRun:
         except ValueError as exc:
             raise UserError(str(exc)) from None
         self.algo.grad_sync = no_grad_sync
+        self.val_task = None
+        if run.eval_episodes and self.dist.is_main:
+            self.val_task = self._validation_task(data)
         if self.dist.enabled:
             broadcast_modules(self.algo.modules().values())
             self.algo.grad_sync = average_gradients(self.dist.world_size)
@@ -257,6 +260,22 @@ class TrainingRun:
             return (metrics["val/success"], -metrics["val/final_distance"], -nll)
         return (-nll,)
 
+    @staticmethod
+    def _validation_task(data):  # noqa: ANN001, ANN205 - OfflineData -> ReachingTask
+        """The simulator task for closed-loop selection, refused up front (not after hours of
+        training) when the dataset's observation layout is not the simulator's."""
+        from mberil_ros.eval.closed_loop import task_state_names
+        from mberil_ros.sim.task import ReachingTask
+
+        task = ReachingTask("train", data.arm)
+        sim_names = task_state_names(task)
+        if list(data.state_names) != sim_names:
+            raise UserError(f"eval_episodes: dataset {data.name} has {len(data.state_names)} "
+                            f"observation features, the simulator {len(sim_names)} (another "
+                            "layout): closed-loop selection needs a dataset from this version "
+                            "(set eval_episodes=0 to select on NLL_pi)")
+        return task
+
     def _closed_loop(self) -> dict[str, float]:
         """Success of the current policy on validation layouts of the train suite."""
         from mberil_ros.eval.closed_loop import (
@@ -265,12 +284,10 @@ class TrainingRun:
             run_episode,
             summarize,
         )
-        from mberil_ros.sim.task import ReachingTask
 
         policy, config = self.algo.export_policy()
-        task = ReachingTask("train", self.algo.data.arm)
         controller = policy_controller(policy, config)
-        results = [run_episode(task, controller, VALIDATION_SEED_BASE + i)
+        results = [run_episode(self.val_task, controller, VALIDATION_SEED_BASE + i)
                    for i in range(self.cfg.run.eval_episodes)]
         s = summarize(results)
         return {f"val/{k}": float(s[k]) for k in ("success", "collision", "final_distance",
