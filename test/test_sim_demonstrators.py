@@ -8,7 +8,7 @@ from mberil_ros.sim.demonstrators import DEMONSTRATORS, make_demonstrator
 from mberil_ros.sim.suites import SUITES
 from mberil_ros.sim.task import ReachingTask
 
-EPISODES = 50
+EPISODES = 20  # episodes last 2-6 s now: keep the file under ~30 s
 
 
 @pytest.fixture(scope="module")

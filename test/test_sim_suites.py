@@ -1,4 +1,5 @@
-"""Suite regions: held-out factors provably disjoint from train; samples stay inside."""
+"""Suite regions: held-out factors provably disjoint from train; samples stay inside; the
+straight hand path is often blocked; targets are never close to the start hand."""
 
 import itertools
 
@@ -6,8 +7,17 @@ import numpy as np
 
 from mberil_ros.sim.model import INIT_RTM
 from mberil_ros.sim.spaces import MAX_OBSTACLES, RARM_JOINTS
-from mberil_ros.sim.suites import SUITES, Box, obstacle_params
+from mberil_ros.sim.suites import (
+    MIN_START_TARGET_DISTANCE,
+    SUITES,
+    Box,
+    obstacle_params,
+    on_straight_path,
+    reachable,
+)
 from mberil_ros.sim.task import ReachingTask
+
+X, Y, TOP, HALF = range(4)  # obstacle parameter axes
 
 
 def test_box_disjointness_logic():
@@ -15,16 +25,23 @@ def test_box_disjointness_logic():
     assert not a.disjoint(Box((0.5, 0.5), (2, 2)))
     assert a.disjoint(Box((0.5, 1.1), (2, 2)))  # one separated axis suffices
     assert not a.disjoint(Box((1, 1), (2, 2)))  # closed boxes touching share a point
+    assert a.disjoint_axes(Box((2, 2), (3, 3))) == [0, 1]
 
 
 def test_heldout_regions_do_not_overlap_train():
     train = SUITES["train"]
     assert SUITES["heldout_init"].init_offset.disjoint(train.init_offset)
-    assert SUITES["heldout_obstacles"].obstacle.disjoint(train.obstacle)
-    # pairwise over all three suites for the factor each held-out suite varies
+    held = SUITES["heldout_obstacles"].obstacle
+    # Placement, not only size: disjoint in position (y) and in height (top), while the
+    # sizes overlap on purpose.
+    axes = held.disjoint_axes(train.obstacle)
+    assert Y in axes and TOP in axes and HALF not in axes
+    # Each held-out suite shares train's other factors exactly.
+    assert SUITES["heldout_init"].obstacle == train.obstacle
+    assert SUITES["heldout_obstacles"].init_offset == train.init_offset
     for a, b in itertools.combinations(SUITES.values(), 2):
-        if "init" in (a.name + b.name):
-            assert a.init_offset.disjoint(b.init_offset) or a.init_offset == b.init_offset
+        assert a.init_offset.disjoint(b.init_offset) or a.init_offset == b.init_offset
+        assert a.obstacle.disjoint(b.obstacle) or a.obstacle == b.obstacle
 
 
 def test_samples_lie_in_their_suites_regions():
@@ -38,6 +55,7 @@ def test_samples_lie_in_their_suites_regions():
             off = np.array([e.initial_joints[j] - INIT_RTM[j] for j in RARM_JOINTS])
             assert suite.init_offset.contains(off)
             assert suite.target.contains(e.targets["right"])
+            assert reachable(e.targets["right"])
             assert len(e.obstacles) <= MAX_OBSTACLES
             for ob in e.obstacles:
                 assert suite.obstacle.contains(obstacle_params(ob))
@@ -46,5 +64,28 @@ def test_samples_lie_in_their_suites_regions():
                 assert not other.init_offset.contains(off)
             if name == "heldout_obstacles":
                 assert all(not other.obstacle.contains(obstacle_params(o)) for o in e.obstacles)
+                assert all(o.type == "box" for o in e.obstacles)
             assert not task.status()["collision"]  # every start is collision-free
         assert n_obstacles > 10
+
+
+def test_targets_are_far_from_the_start_hand():
+    for name in SUITES:
+        for arm in ("right", "both"):
+            task = ReachingTask(name, arm=arm, seed=0)
+            for ep in range(15):
+                task.reset(seed=ep)
+                dist = task.hand_target_distance()
+                assert min(dist.values()) >= MIN_START_TARGET_DISTANCE, (name, arm, ep)
+                assert not task.status()["success"]  # nothing is solved at reset
+
+
+def test_train_path_is_blocked_in_most_episodes():
+    task = ReachingTask("train", seed=0)
+    blocked = 0
+    n = 60
+    for ep in range(n):
+        task.reset(seed=ep)
+        start, goal = task.hand_positions()["right"], task.goals["right"]
+        blocked += any(on_straight_path(start, goal, ob) for ob in task.obstacles)
+    assert blocked / n >= 0.5

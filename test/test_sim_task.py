@@ -1,4 +1,7 @@
-"""Reaching task: contract layouts, determinism, clamping, collisions."""
+"""Reaching task: contract layouts, determinism, clamping, collisions; the labelling rules
+of datasets generated from it."""
+
+import json
 
 import numpy as np
 import pytest
@@ -11,27 +14,29 @@ from mberil_ros.sim.task import ReachingTask
 
 def test_fixed_contract_layouts():
     r = spaces.layout("right")
-    assert (r.obs_dim, r.act_dim) == (27, 6)
+    assert (r.obs_dim, r.act_dim) == (39, 6)
     assert (r.qpos, r.qvel, r.goal, r.obstacles) == (slice(0, 6), slice(6, 12), slice(12, 15),
-                                                      slice(15, 27))
+                                                      slice(15, 39))
     b = spaces.layout("both")
-    assert (b.obs_dim, b.act_dim) == (42, 12)
+    assert (b.obs_dim, b.act_dim) == (54, 12)
     assert b.joints == spaces.RARM_JOINTS + spaces.LARM_JOINTS
-    assert (b.goal, b.obstacles) == (slice(24, 30), slice(30, 42))
+    assert (b.goal, b.obstacles) == (slice(24, 30), slice(30, 54))
 
 
 def test_observation_content_matches_task_state():
     task = ReachingTask("heldout_obstacles", seed=3)
     obs = task.reset()
-    assert obs.shape == (27,)
+    assert obs.shape == (39,)
     q = task.joint_positions()
     np.testing.assert_allclose(obs[spaces.QPOS], [q[n] for n in spaces.RARM_JOINTS])
     np.testing.assert_allclose(obs[spaces.GOAL], task.goal)
-    o = obs[spaces.OBSTACLES].reshape(spaces.MAX_OBSTACLES, 4)
+    o = obs[spaces.OBSTACLES].reshape(spaces.MAX_OBSTACLES, spaces.OBSTACLE_WIDTH)
     n = len(task.obstacles)
     assert n >= 1
-    np.testing.assert_allclose(o[:n, :3], [ob.position for ob in task.obstacles])
-    assert np.all(o[:n, 3] == 1.0) and np.all(o[n:] == 0.0)
+    np.testing.assert_allclose(o[:n, spaces.OB_POSITION], [ob.position for ob in task.obstacles])
+    np.testing.assert_allclose(o[:n, spaces.OB_HALF_EXTENTS],
+                               [ob.half_extents for ob in task.obstacles])
+    assert np.all(o[:n, spaces.OB_PRESENT] == 1.0) and np.all(o[n:] == 0.0)
     assert len(task.joint_velocities()) == 15 and task.time == 0.0
 
 
@@ -116,9 +121,70 @@ def test_bad_arguments_are_user_errors():
 def test_both_arms_layout():
     task = ReachingTask("train", arm="both", seed=2)
     obs = task.reset()
-    assert obs.shape == (42,)
+    assert obs.shape == (54,)
     np.testing.assert_allclose(obs[24:27], task.goals["right"])
     np.testing.assert_allclose(obs[27:30], task.goals["left"])
     assert task.goals["right"][1] < 0 < task.goals["left"][1]
     obs, _, _, info = task.step(obs[:12])
     assert set(info["distances"]) == {"right", "left"}
+
+
+# ----- datasets generated from the task: labelling rules and the PU mixing option -----
+
+def _metas(path):
+    from mberil_ros.data.dataset import Dataset
+
+    return Dataset(path).episodes
+
+
+def test_failed_expert_runs_never_get_an_expert_label(tmp_path, monkeypatch):
+    from mberil_ros.sim import rollout_dataset
+
+    real = rollout_dataset._rollout
+
+    def flaky(task, demo, ep_seed):  # every other expert run "times out"
+        obs, acts, info = real(task, demo, ep_seed)
+        if demo.name == "expert" and ep_seed % 2 == 0:
+            info = {**info, "success": False, "collision": False}
+        return obs, acts, info
+
+    monkeypatch.setattr(rollout_dataset, "_rollout", flaky)
+    path = rollout_dataset.generate_dataset(tmp_path / "ds", 2, 1, seed=0,
+                                            suboptimal=("greedy",), expert_in_unlabeled=1)
+    metas = _metas(path)
+    experts = [m for m in metas if m["demonstrator"] == "expert"]
+    assert [m["label"] for m in metas] == ["expert", "expert", "suboptimal", "suboptimal"]
+    assert len(experts) == 3 and all(m["success"] and m["seed"] % 2 for m in experts)
+    assert all(m["seed"] % 2 == 0 for m in metas if m["demonstrator"] == "greedy")
+
+
+def test_generated_expert_episodes_succeed_without_collision(tmp_path):
+    from mberil_ros.sim.rollout_dataset import generate_dataset
+
+    path = generate_dataset(tmp_path / "ds", 2, 3, seed=40)
+    for m in _metas(path):
+        params = json.loads(m["task_params"])
+        if m["demonstrator"] == "expert":
+            assert m["success"] and not params["collision"] and not params["timeout"]
+            assert m["length"] >= 50  # 1 s at least: never solved at reset
+        assert m["label"] == ("expert" if m["demonstrator"] == "expert" else "suboptimal")
+
+
+def test_expert_fraction_in_unlabeled_set(tmp_path):
+    from mberil_ros.algos.data import OfflineData
+    from mberil_ros.sim.rollout_dataset import generate_dataset, unlabeled_plan
+
+    plan = unlabeled_plan(10, 0.3)
+    assert len(plan) == 10 and plan.count("expert") == 3
+    assert set(plan) - {"expert"} == {"noisy", "detour", "greedy"}
+    with pytest.raises(ValueError):
+        unlabeled_plan(4, 1.5)
+    path = generate_dataset(tmp_path / "ds", 1, 4, seed=60, expert_fraction=0.5,
+                            suboptimal=("greedy",))
+    subs = [m for m in _metas(path) if m["label"] == "suboptimal"]
+    assert len(subs) == 4 and sum(m["demonstrator"] == "expert" for m in subs) == 2
+    # The PU prior the trainer derives from metadata: the expert share of unlabeled frames.
+    frames = sum(m["length"] for m in subs if m["demonstrator"] == "expert") / sum(
+        m["length"] for m in subs)
+    alpha = OfflineData(path).mixing_ratio
+    assert alpha == pytest.approx(frames) and alpha > 0

@@ -11,12 +11,15 @@ The expert is damped-least-squares IK on the hand position with
 - repulsion of every arm link from obstacles and the table (closest points from
   mj_geomDistance, mapped through that point's Jacobian);
 - a null-space pull towards init_rtm, which keeps the elbow and wrist in a natural pose;
-- joint steps capped below the URDF velocity limits.
+- an elbow weight that fades as the elbow nears the fold where forearm meets upper arm;
+- NEXTAGE-like speeds: the hand at <= 0.1 m/s (2-6 s per reach) and the joints at a quarter
+  of the URDF velocity limits.
 It costs a few dozen MuJoCo distance queries per tick, so it runs faster than real time.
 
-Sub-optimal demonstrators reuse the same controller with worse settings (label
-"suboptimal"): ``noisy`` (correlated action noise, thin safety margins), ``detour`` (an
-extra random via point, no repulsion) and ``greedy`` (ignores obstacles entirely).
+Sub-optimal demonstrators reuse the same controller at the same speeds with worse settings
+(label "suboptimal"): ``noisy`` (correlated action noise, thin safety margins; often grazes
+obstacles), ``detour`` (an extra random via point, no repulsion) and ``greedy`` (ignores
+obstacles entirely: collides whenever an obstacle is on the straight path).
 """
 
 from __future__ import annotations
@@ -31,20 +34,25 @@ from mberil_ros.sim.labels import DEMONSTRATORS, SUBOPTIMAL_DEMONSTRATORS
 from mberil_ros.sim.model import INIT_RTM, urdf_velocity_limits
 from mberil_ros.sim.scene import Episode, segment_obstacle_distance
 
+_ELBOW_FOLD_LIMIT = -2.05  # rad, RARM/LARM_JOINT2: closer to the self-collision at ~-2.15
+
 
 @dataclass(frozen=True)
 class ExpertParams:
     avoid: bool = True  # plan the carrot around obstacles
     path_clearance: float = 0.075  # m, segment-to-obstacle room for the hand block
     lift_margin: float = 0.10  # m above the highest blocking obstacle
-    repulsion: float = 1.2  # rad/s per unit of (1 - d/d0) pushed through J^T
+    repulsion: float = 0.6  # rad/s per unit of (1 - d/d0) pushed through J^T
+    hand_repulsion: float = 0.1  # m/s per unit of (1 - d/d0) on the hand itself
     repulsion_range: float = 0.05  # m
     table_range: float = 0.025  # m
-    speed: float = 0.35  # m/s hand speed cap
-    gain: float = 4.0  # 1/s proportional gain on the carrot
-    posture: float = 0.8  # 1/s null-space pull to init_rtm
+    # NEXTAGE moves its hands at a few cm/s to ~0.1 m/s in practice (its joints can do far
+    # more): the cap and gain give 2-6 s reaches of 0.18-0.45 m, like real demonstrations.
+    speed: float = 0.10  # m/s hand speed cap
+    gain: float = 2.0  # 1/s proportional gain on the carrot
+    posture: float = 0.3  # 1/s null-space pull to init_rtm
     damping: float = 0.04  # DLS lambda
-    velocity_fraction: float = 0.7  # of the URDF joint velocity limits
+    velocity_fraction: float = 0.25  # of the URDF joint velocity limits
     noise: float = 0.0  # rad, std of the OU action noise
     detour: float = 0.0  # m, size of a random via point visited first (0 = none)
 
@@ -118,7 +126,7 @@ class IKDemonstrator:
         above_goal = np.array([goal[0], goal[1], z_safe])
         if not blocking(p, above_goal):
             return above_goal
-        return np.array([p[0], p[1], z_safe + 0.05])
+        return np.array([p[0], p[1], z_safe + 0.02])
 
     def _arm_action(self, side: str, q: np.ndarray, goal: np.ndarray) -> np.ndarray:
         prm = self.params
@@ -137,15 +145,21 @@ class IKDemonstrator:
             for d, point, n, body, is_hand in kin.proximity(side, prm.repulsion_range,
                                                             prm.table_range):
                 rng = prm.table_range if n[2] > 0.99 else prm.repulsion_range
-                push = prm.repulsion * (1.0 - max(d, 0.0) / rng)
-                if is_hand:
-                    v += (1.0 - near) * push * 0.5 * n  # m/s in task space for the hand itself
+                closeness = 1.0 - max(d, 0.0) / rng
+                if is_hand:  # task space for the hand itself
+                    v += (1.0 - near) * prm.hand_repulsion * closeness * n
                 else:
-                    dq_rep += push * (kin.point_jacobian(side, point, body).T @ n)
-        J = kin.hand_jacobian(side)
+                    dq_rep += (prm.repulsion * closeness
+                               * (kin.point_jacobian(side, point, body).T @ n))
+        # Weighted least norm: the elbow (J2) fades out of the solution as it nears the fold
+        # where forearm and upper arm touch (~-2.15 rad), so lifting near the body pitches
+        # the shoulder instead of folding the elbow into a self-collision.
+        w = np.ones(6)
+        w[2] = float(np.clip((q[2] - _ELBOW_FOLD_LIMIT) / 0.25, 0.02, 1.0))
+        J = kin.hand_jacobian(side) * w
         JJt = J @ J.T + prm.damping ** 2 * np.eye(3)
-        J_pinv = J.T @ np.linalg.solve(JJt, np.eye(3))
-        null = np.eye(6) - J_pinv @ J
+        J_pinv = w[:, None] * (J.T @ np.linalg.solve(JJt, np.eye(3)))
+        null = np.eye(6) - J_pinv @ kin.hand_jacobian(side)
         dq = (J_pinv @ v + null @ (prm.posture * (self._home[side] - q) + near * dq_rep)
               + (1.0 - near) * dq_rep)
         cap = prm.velocity_fraction * self._vmax[side]
@@ -170,10 +184,12 @@ def ScriptedExpert(seed: int | None = None, urdf: str | None = None) -> IKDemons
     return IKDemonstrator("expert", "expert", ExpertParams(), seed, urdf)
 
 
+# Same speed range as the expert, so a discriminator has to learn the way they move (noise,
+# a needless via point, running into obstacles), not a speed difference.
 _SUBOPTIMAL = {
-    "noisy": ExpertParams(noise=0.02, path_clearance=0.045, repulsion=0.4, lift_margin=0.06),
-    "detour": ExpertParams(detour=0.16, repulsion=0.0, path_clearance=0.05, speed=0.25),
-    "greedy": ExpertParams(avoid=False, speed=0.30),
+    "noisy": ExpertParams(noise=0.02, path_clearance=0.045, repulsion=0.25, lift_margin=0.06),
+    "detour": ExpertParams(detour=0.16, repulsion=0.0, path_clearance=0.05, speed=0.09),
+    "greedy": ExpertParams(avoid=False),
 }
 assert tuple(_SUBOPTIMAL) == SUBOPTIMAL_DEMONSTRATORS  # the names live in labels.py
 
