@@ -55,20 +55,22 @@ def synthetic_dataset(root: Path, length: int, seed: int = 0) -> Path:
     return writer.finish({"fps": 10.0, "joints": [f"j{i}" for i in range(ACT_DIM)]})
 
 
-def measure(algo, steps: int, repeats: int, transitions: float) -> float:
-    """Median transitions/s over `repeats` timings of `steps` iterations."""
+def measure(algo, steps: int, repeats: int, transitions: float) -> tuple[float, float]:
+    """Median transitions per wall second and per process CPU second (all threads; less
+    sensitive to other load on a shared machine) over `repeats` timings of `steps`."""
     algo.train_step(1)  # warm-up: kernel build/load, allocator, caches
-    rates = []
+    rates, cpu_rates = [], []
     for r in range(repeats):
         if torch.cuda.is_available():
             torch.cuda.synchronize()
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         for i in range(steps):
             algo.train_step(100 + r * steps + i)
         if torch.cuda.is_available():
             torch.cuda.synchronize()
         rates.append(transitions * steps / (time.perf_counter() - t))
-    return statistics.median(rates)
+        cpu_rates.append(transitions * steps / (time.process_time() - c))
+    return statistics.median(rates), statistics.median(cpu_rates)
 
 
 def main() -> None:
@@ -91,8 +93,8 @@ def main() -> None:
     print(f"device {device}; torch threads {torch.get_num_threads()}; "
           f"mamba_ssm kernels: {mamba_ssm_available() and device.type == 'cuda'}")
     print(f"{'algorithm':>15} {'ep. length':>10} {'backbone':>8} {'ms/iter':>9} "
-          f"{'transitions/s':>14}")
-    rate: dict[tuple[str, str, str], float] = {}
+          f"{'transitions/s':>14} {'per CPU-s':>10}")
+    rate: dict[tuple[str, str, str], tuple[float, float]] = {}
     for name, path in sets.items():
         for backbone in args.backbones:
             network = {"backbone": backbone}
@@ -110,15 +112,16 @@ def main() -> None:
                     algo = OfflineMBERIL(cfg, data, device, seed=0)
                     # rollout + discriminator (expert, unlabeled, generated) + policy + model
                     per_iter = per_batch * 5
-                r = rate[algo_name, name, backbone] = measure(algo, args.steps, args.repeats,
-                                                              per_iter)
+                r, rc = rate[algo_name, name, backbone] = measure(
+                    algo, args.steps, args.repeats, per_iter)
                 print(f"{algo_name:>15} {name:>10} {backbone:>8} {per_iter / r * 1e3:9.1f} "
-                      f"{r:14.0f}", flush=True)
+                      f"{r:14.0f} {rc:10.0f}", flush=True)
     if {"mlp", "mamba"} <= set(args.backbones):
         for algo_name in algos:
             for name in sets:
-                ratio = rate[algo_name, name, "mamba"] / rate[algo_name, name, "mlp"]
-                print(f"{algo_name} length {name}: mamba/mlp transitions/s = {ratio:.2f}x")
+                (w1, c1), (w0, c0) = rate[algo_name, name, "mamba"], rate[algo_name, name, "mlp"]
+                print(f"{algo_name} length {name}: mamba/mlp transitions/s = {w1 / w0:.2f}x "
+                      f"(per CPU-s {c1 / c0:.2f}x)")
 
 
 if __name__ == "__main__":

@@ -1,9 +1,9 @@
 /* Fused selective scan for CPU (forward, backward, and the one-token block step).
  *
  * Plain C on raw float32 pointers, loaded through ctypes (see _cpu_kernel.py): it builds in
- * well under a second without torch headers. The SSM state of one (batch, channel) pair lives
- * in a d_state-long local array, so nothing of size batch x length x d_inner x d_state is ever
- * written to memory. With -O3 -ffast-math gcc vectorises the inner d_state loops, expf
+ * well under a second without torch headers. The SSM states being scanned live in local
+ * arrays (a block of channels in the forward, one channel in the backward), so nothing of size
+ * batch x length x d_inner x d_state is ever written to memory. With -O3 -ffast-math gcc vectorises the inner d_state loops, expf
  * included (glibc libmvec).
  *
  * Layout (channel-last, contiguous): u, delta, z, out: (batch, len, d); B, C: (batch, len, n);
@@ -25,35 +25,59 @@
 static inline float softplus_f(float r) { return r > 20.f ? r : log1pf(expf(r)); }
 static inline float sigmoid_f(float r) { return 1.f / (1.f + expf(-r)); }
 
+/* Forward: a block of CB channels of one batch row per task, vectorised ACROSS channels
+ * (contiguous in this layout): softplus, exp(dt*A) and the y accumulation are all vertical
+ * vector ops; vectorising over d_state instead left a scalar softplus and a horizontal sum
+ * per (t, channel). Lanes past d in the last block run with dt = A = 0 and stay 0. */
+#define CB 16
 void ss_fwd(int nb, int len, int d, int n, const float *u, const float *delta, const float *A,
             const float *B, const float *C, const float *D, const float *z, const float *dbias,
             int softplus, float *out, float *last_state, int nthreads) {
+  int nblk = (d + CB - 1) / CB;
 #pragma omp parallel for schedule(static) num_threads(nthreads)
-  for (int b = 0; b < nb; ++b) {
-    float h[MAXN];
-    for (int c = 0; c < d; ++c) {
-      memset(h, 0, sizeof(float) * n);
-      const float *Ac = A + (size_t)c * n;
-      float bias = dbias ? dbias[c] : 0.f, Dc = D ? D[c] : 0.f;
-      for (int t = 0; t < len; ++t) {
-        size_t i = ((size_t)b * len + t) * d + c;
-        const float *Bt = B + ((size_t)b * len + t) * n, *Ct = C + ((size_t)b * len + t) * n;
-        float r = delta[i] + bias, dt = softplus ? softplus_f(r) : r, ut = u[i], du = dt * ut;
-        float y = 0.f;
-#pragma omp simd reduction(+ : y)
-        for (int k = 0; k < n; ++k) {
-          h[k] = expf(dt * Ac[k]) * h[k] + du * Bt[k];
-          y += h[k] * Ct[k];
-        }
-        y += Dc * ut;
-        if (z) {
-          float zz = z[i];
-          y *= zz * sigmoid_f(zz);
-        }
-        out[i] = y;
-      }
-      if (last_state) memcpy(last_state + ((size_t)b * d + c) * n, h, sizeof(float) * n);
+  for (int job = 0; job < nb * nblk; ++job) {
+    int b = job / nblk, c0 = (job % nblk) * CB, cb = d - c0 < CB ? d - c0 : CB;
+    float h[MAXN][CB], At[MAXN][CB], bias[CB], Dc[CB], dt[CB], du[CB], y[CB];
+    for (int j = 0; j < CB; ++j) {
+      bias[j] = dbias && j < cb ? dbias[c0 + j] : 0.f;
+      Dc[j] = D && j < cb ? D[c0 + j] : 0.f;
+      dt[j] = du[j] = 0.f;
     }
+    for (int k = 0; k < n; ++k)
+      for (int j = 0; j < CB; ++j) {
+        At[k][j] = j < cb ? A[(size_t)(c0 + j) * n + k] : 0.f;
+        h[k][j] = 0.f;
+      }
+    for (int t = 0; t < len; ++t) {
+      size_t i0 = ((size_t)b * len + t) * d + c0;
+      const float *Bt = B + ((size_t)b * len + t) * n, *Ct = C + ((size_t)b * len + t) * n;
+#pragma omp simd
+      for (int j = 0; j < cb; ++j) {
+        float r = delta[i0 + j] + bias[j];
+        dt[j] = softplus ? softplus_f(r) : r;
+        du[j] = dt[j] * u[i0 + j];
+        y[j] = Dc[j] * u[i0 + j];
+      }
+      for (int k = 0; k < n; ++k) {
+        float bk = Bt[k], ck = Ct[k];
+#pragma omp simd
+        for (int j = 0; j < CB; ++j) {
+          h[k][j] = expf(dt[j] * At[k][j]) * h[k][j] + du[j] * bk;
+          y[j] += h[k][j] * ck;
+        }
+      }
+      if (z) {
+#pragma omp simd
+        for (int j = 0; j < cb; ++j) {
+          float zz = z[i0 + j];
+          y[j] *= zz * sigmoid_f(zz);
+        }
+      }
+      for (int j = 0; j < cb; ++j) out[i0 + j] = y[j];
+    }
+    if (last_state)
+      for (int j = 0; j < cb; ++j)
+        for (int k = 0; k < n; ++k) last_state[((size_t)b * d + c0 + j) * n + k] = h[k][j];
   }
 }
 
