@@ -103,7 +103,7 @@ class PolicyRuntime:
         if state_names is not None and config.get("state_names") is not None and list(
                 state_names) != list(config["state_names"]):
             theirs, ours = list(config["state_names"]), list(state_names)
-            diff = next((i for i, (a, b) in enumerate(zip(theirs, ours)) if a != b),
+            diff = next((i for i, (a, b) in enumerate(zip(theirs, ours, strict=False)) if a != b),
                         min(len(theirs), len(ours)))
             raise UserError(f"{folder}: observation layout differs from the policy's at "
                             f"index {diff} (policy {len(theirs)} features, robot {len(ours)}; "

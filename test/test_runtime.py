@@ -57,10 +57,11 @@ def test_codec_round_trips_and_matches_its_torch_form(dataset, repr_):
 
 def test_codec_statistics_come_from_the_training_split_only(dataset):
     data = OfflineData(dataset, DataConfig(val_fraction=0.25))
-    train = np.concatenate([data.dataset.episode(i).observation for i in data.train_ids])
+    train = np.concatenate([data.dataset.episode(i).observation for i in data.train_ids]
+                           ).astype(np.float64)
     np.testing.assert_allclose(data.codec.obs_mean, train.mean(0), rtol=1e-5, atol=1e-6)
     everything = np.concatenate([data.dataset.episode(i).observation
-                                 for i in range(data.dataset.num_episodes)])
+                                 for i in range(data.dataset.num_episodes)]).astype(np.float64)
     assert not np.allclose(data.codec.obs_mean, everything.mean(0), rtol=1e-5, atol=1e-6)
 
 

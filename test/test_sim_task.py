@@ -142,8 +142,8 @@ def test_failed_expert_runs_never_get_an_expert_label(tmp_path, monkeypatch):
 
     real = rollout_dataset._rollout
 
-    def flaky(task, demo, ep_seed):  # every other expert run "times out"
-        obs, acts, info = real(task, demo, ep_seed)
+    def flaky(task, demo, ep_seed, settle_steps=0):  # every other expert run "times out"
+        obs, acts, info = real(task, demo, ep_seed, settle_steps)
         if demo.name == "expert" and ep_seed % 2 == 0:
             info = {**info, "success": False, "collision": False}
         return obs, acts, info

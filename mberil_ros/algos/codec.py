@@ -103,8 +103,9 @@ class PolicyCodec:
     @classmethod
     def from_dict(cls, d: dict[str, Any], source: str = "normalization.json") -> PolicyCodec:
         if not isinstance(d, dict) or d.get("format") != FORMAT:
-            raise UserError(f"{source}: normalization format {d.get('format') if isinstance(d, dict) else d!r} "
-                            f"is not {FORMAT!r} (checkpoint from an older version: retrain)")
+            found = d.get("format") if isinstance(d, dict) else type(d).__name__
+            raise UserError(f"{source}: normalization format {found!r} is not {FORMAT!r} "
+                            "(checkpoint from an older version: retrain)")
         try:
             f = lambda v: np.asarray(v, np.float32)  # noqa: E731
             out = cls(d["action_repr"], np.asarray(d["joint_position_index"], np.int64),

@@ -163,6 +163,11 @@ class OfflineData:
             return EpisodeSet(eps, self.obs_dim, self.act_dim)
         self.train_ids, self.val_ids = train, val
         self.train, self.val = load(train), load(val)
+        # per-joint spread of the expert's normalized actions (BC's squared-error units)
+        t = self.train
+        valid = (torch.arange(t.act.shape[1])[None] < t.length[:, None]) & t.expert[:, None]
+        self.act_std = t.act[valid].std(0).clamp(min=1e-3) if valid.any() else torch.ones(
+            self.act_dim)
         self.mixing_ratio = self._mixing_ratio()
 
     def _split(self, labels: list[str]) -> tuple[list[int], list[int]]:

@@ -34,7 +34,7 @@ from torch import nn
 
 from mberil_ros.algos import losses as L
 from mberil_ros.algos.base import no_grad_sync
-from mberil_ros.algos.bc import build_policy, evaluate_policy_nll, export_config, policy_nll
+from mberil_ros.algos.bc import bc_loss, build_policy, evaluate_policy_nll, export_config
 from mberil_ros.algos.common import (
     NetworkConfig,
     clone_frozen,
@@ -79,6 +79,8 @@ class OfflineMBERILConfig:
     polyak_tau: float = 0.005  # b <- (1 - tau) b + tau pi per iteration
     horizon: int = 5  # H, model rollout length (1..10)
     lambda_nll: float = 1.0  # [lambda_NLL] weight of the real-data NLL anchor in L_model
+    bc_mse_weight: float = 1.0  # BC's squared-error term (BCConfig.mse_weight) in the warm
+    #   start and in the anchor below
     lambda_bc: float = 1.0  # weight of a BC anchor -ln pi(u_E|h_E) on expert steps in the
     #   actor loss (ours, not in the papers: the policy's counterpart of lambda_NLL, keeps the
     #   adversarial phase from drifting off the warm start while the discriminator is weak)
@@ -122,7 +124,7 @@ class OfflineMBERILConfig:
             bad("polyak_tau", "in (0, 1]")
         if not (isinstance(self.horizon, int) and 1 <= self.horizon <= 10):
             bad("horizon", "an int in 1..10")
-        for f in ("lambda_nll", "lambda_bc"):
+        for f in ("lambda_nll", "lambda_bc", "bc_mse_weight"):
             if getattr(self, f) < 0:
                 bad(f, ">= 0")
         if self.weight_decay < 0:
@@ -369,9 +371,9 @@ class OfflineMBERIL:
         """One BC step on D_E and one MLE step on D_E u D_S, until each has its count."""
         out: dict[str, float] = {}
         if self.bc_done < self.cfg.bc_warmstart_steps:
-            b = self._sample("expert")
-            loss = policy_nll(self.policy, b)
+            loss, parts = self._bc(self._sample("expert"))
             self._step("policy", self.policy, loss, out)
+            out.update(parts)
             out["loss/bc"] = float(loss.detach())
             self.bc_done += 1
         if self.mle_done < self.cfg.model_warmstart_steps:
@@ -384,6 +386,9 @@ class OfflineMBERIL:
             self.policy_base.load_state_dict(self.policy.state_dict())
             self.model_base.load_state_dict(self.model.state_dict())
         return out
+
+    def _bc(self, b: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+        return bc_loss(self.policy, b, self.cfg.bc_mse_weight, self.data.act_std.to(self.device))
 
     def _sample(self, label: str) -> Batch:
         return self.data.sample(label, self.cfg.batch_size, self.gen).to(self.device)
@@ -591,7 +596,7 @@ class OfflineMBERIL:
             out = {"loss/actor": float(loss.detach()),
                    "policy/entropy": float(-log_pi.detach().mean())}
             if c.lambda_bc > 0:
-                bc = policy_nll(self.policy, self._sample("expert"))
+                bc, _ = self._bc(self._sample("expert"))
                 loss = loss + c.lambda_bc * bc
                 out["loss/actor_bc"] = float(bc.detach())
             self._step("policy", self.policy, loss, out)

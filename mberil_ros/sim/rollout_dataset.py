@@ -51,7 +51,7 @@ def generate_dataset(out: str | Path, expert_episodes: int, suboptimal_episodes:
                      suite: str = "train", seed: int = 0, *, arm: str = "right",
                      suboptimal: Sequence[str] = SUBOPTIMAL,
                      expert_in_unlabeled: int = 0, expert_fraction: float = 0.0,
-                     overwrite: bool = True) -> Path:
+                     settle_steps: int = 25, overwrite: bool = True) -> Path:
     """Write ``expert_episodes`` expert episodes (label "expert"), ``suboptimal_episodes``
     unlabeled ones (label "suboptimal") and ``expert_in_unlabeled`` more expert episodes
     hidden among the unlabeled ones (label "suboptimal", demonstrator "expert").
@@ -60,6 +60,9 @@ def generate_dataset(out: str | Path, expert_episodes: int, suboptimal_episodes:
     runs too (demonstrator "expert"), the rest cycle through ``suboptimal``: a known share of
     positives in the unlabeled set for PU learning (its frame-weighted value is what
     algos.data computes from the ``demonstrator`` metadata).
+
+    A successful episode goes on for ``settle_steps`` ticks after reaching the target (the
+    hand coming to rest; see _rollout).
 
     Labelling rule: every episode run by the expert (labelled or hidden) must succeed; one
     that collides or times out is dropped and replaced by a run on the next layout seed, so
@@ -89,7 +92,7 @@ def generate_dataset(out: str | Path, expert_episodes: int, suboptimal_episodes:
             while True:
                 ep_seed, next_seed = next_seed, next_seed + 1
                 demo = demos.setdefault(name, make_demonstrator(name, seed=ep_seed))
-                obs, acts, info = _rollout(task, demo, ep_seed)
+                obs, acts, info = _rollout(task, demo, ep_seed, settle_steps)
                 if name != EXPERT or info["success"]:
                     break
                 drops += 1
@@ -121,14 +124,25 @@ def generate_dataset(out: str | Path, expert_episodes: int, suboptimal_episodes:
         raise
 
 
-def _rollout(task: ReachingTask, demo, ep_seed: int) -> tuple[list, list, dict]:
-    """One closed-loop episode: observations (one more than actions), actions, final info."""
+def _rollout(task: ReachingTask, demo, ep_seed: int, settle_steps: int = 0
+             ) -> tuple[list, list, dict]:
+    """One closed-loop episode: observations (one more than actions), actions, final info.
+    After a success the demonstrator keeps control for ``settle_steps`` more ticks: an episode
+    that stopped at the first touch of the 2 cm ball would show the hand still moving and
+    never how it comes to rest, so a cloned policy would sail past the target."""
     obs = [task.reset(seed=ep_seed)]
     demo.reset(task.episode, seed=ep_seed)
     acts, done, info = [], False, task.status()
     while not done:
         a = demo.act(obs[-1])
         o, _, done, info = task.step(a)
+        acts.append(a)
+        obs.append(o)
+    for _ in range(settle_steps if info["success"] else 0):
+        a = demo.act(obs[-1])
+        o, _, _, after = task.step(a)
+        if after["collision"]:
+            break
         acts.append(a)
         obs.append(o)
     return obs, acts, info
