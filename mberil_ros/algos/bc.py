@@ -34,12 +34,13 @@ class BCConfig:
 
     network: NetworkConfig = field(default_factory=NetworkConfig)  # policy sizes, backbone
     data: DataConfig = field(default_factory=DataConfig)  # split / normalization
-    lr: float = 3e-4  # AdamW learning rate
+    lr: float = 1e-3  # AdamW learning rate
     weight_decay: float = 0.0  # AdamW decay (never on A_log, D, biases, norms)
     batch_size: int = 16  # expert episodes per step (whole episodes, padded)
     eval_batch: int = 64  # episodes per forward in evaluate()
-    grad_clip: float = 10.0  # max gradient norm (<= 0: off)
-    mse_weight: float = 1.0  # > 0: the mean is fitted by the squared error of the executed
+    grad_clip: float = 0.0  # max gradient norm (<= 0: off; the NLL of near-deterministic
+    #   joints has norms in the hundreds, a clip would only add noise to Adam's steps)
+    mse_weight: float = 100.0  # > 0: the mean is fitted by the squared error of the executed
     #   action tanh(mu) (per joint, in units of the expert's spread) times this weight, the
     #   spread by the NLL (ours: see bc_loss); 0: the plain NLL
 

@@ -69,7 +69,7 @@ class OfflineMBERILConfig:
     alpha: float | None = None  # PU class prior [alpha]; None: the dataset's true mixing ratio
     #   (expert-demonstrator share of the sub-optimal frames) when known, else alpha_unknown
     alpha_unknown: float = 0.0  # alpha when None and the mixing ratio is unknown (0 = naive)
-    beta_pi: float = 0.5  # [beta_pi] = kappa eta / (kappa + eta) of the policy
+    beta_pi: float = 0.95  # [beta_pi] = kappa eta / (kappa + eta) of the policy
     eta_pi: float = 1.0  # [eta_pi] inverse KL weight to the baseline policy b
     beta_m: float = 0.5  # [beta_m] of the model
     eta_m: float = 1.0  # [eta_m] inverse KL weight to the baseline model q
@@ -79,13 +79,13 @@ class OfflineMBERILConfig:
     polyak_tau: float = 0.005  # b <- (1 - tau) b + tau pi per iteration
     horizon: int = 5  # H, model rollout length (1..10)
     lambda_nll: float = 1.0  # [lambda_NLL] weight of the real-data NLL anchor in L_model
-    bc_mse_weight: float = 1.0  # BC's squared-error term (BCConfig.mse_weight) in the warm
+    bc_mse_weight: float = 100.0  # BC's squared-error term (BCConfig.mse_weight) in the warm
     #   start and in the anchor below
     lambda_bc: float = 1.0  # weight of a BC anchor -ln pi(u_E|h_E) on expert steps in the
     #   actor loss (ours, not in the papers: the policy's counterpart of lambda_NLL, keeps the
     #   adversarial phase from drifting off the warm start while the discriminator is weak)
     ensemble_size: int = 5  # E, dynamics ensemble members
-    lr_policy: float = 3e-4  # AdamW learning rates
+    lr_policy: float = 1e-3  # AdamW learning rates
     lr_model: float = 3e-4
     lr_disc: float = 3e-4
     weight_decay: float = 0.0  # AdamW decay (never on A_log, D, biases, norms)
