@@ -117,7 +117,7 @@ class TrainingRun:
         self.saved_step = -1
         self.best_nll: float | None = None
         self.best_score: tuple[float, ...] | None = None
-        self.warm_seen = False
+        self.warm_step: int | None = None
         self.best_step: int | None = None
         self.evals_since_best = 0
         if self.resume:
@@ -152,7 +152,7 @@ class TrainingRun:
         self.best_nll = state.get("best_nll_pi")
         score = state.get("best_score")
         self.best_score = tuple(float(v) for v in score) if score is not None else None
-        self.warm_seen = bool(state.get("warm_seen", False))
+        self.warm_step = state.get("warm_step")
         self.best_step = state.get("best_step")
         self.evals_since_best = int(state.get("evals_since_best", 0))
         if self.dist.is_main:
@@ -182,7 +182,12 @@ class TrainingRun:
                     interrupted = True
                     break
                 self.step += 1
+                was_warm = getattr(self.algo, "warm", None)
                 scalars = self.algo.train_step(self.step)
+                if was_warm is False and self.algo.warm:
+                    # the warm-start end, kept (never pruned) to compare the algorithm with
+                    self.warm_step = self.step
+                    self._checkpoint(link="warmstart")
                 if self.step % run.log_every == 0:
                     self._log(scalars, "train")
                     if bar is not None:
@@ -223,9 +228,10 @@ class TrainingRun:
 
     def _evaluate(self) -> dict[str, float]:
         metrics = {k: float(v) for k, v in self.algo.evaluate().items()}
-        # an algorithm still in its warm start (Offline-MB-ERIL's BC phase) is evaluated and
-        # logged, but never chosen as best: the run's result must come from the algorithm
+        # an algorithm in its warm start (Offline-MB-ERIL's BC phase), or at its very end, is
+        # evaluated and logged but never chosen as best: the result must be the algorithm's
         warm = bool(getattr(self.algo, "warm", True))
+        eligible = warm and (self.warm_step is None or self.step > self.warm_step)
         metrics["warm"] = float(warm)
         if self.cfg.run.eval_episodes and self.dist.is_main:
             metrics.update(self._closed_loop())
@@ -234,17 +240,14 @@ class TrainingRun:
         metrics = broadcast_from_main(metrics, self.dist)
         nll = metrics.get("nll_pi")
         score = self._score(metrics)
-        improved = warm and score is not None and (self.best_score is None
-                                                   or score > self.best_score)
+        improved = eligible and score is not None and (self.best_score is None
+                                                       or score > self.best_score)
         if improved:
             self.best_score, self.best_step, self.evals_since_best = score, self.step, 0
             self.best_nll = nll
             self._checkpoint(best=True)
-        elif warm:
+        elif eligible:
             self.evals_since_best += 1
-        if warm and not self.warm_seen:
-            self.warm_seen = True
-            self._checkpoint(link="warmstart")  # the warm-start end, kept for comparison
         self._log(metrics, "eval")
         if self.dist.is_main:
             path = self.run_dir / "eval" / f"{ckpt.step_dir_name(self.step)}.json"
@@ -326,7 +329,7 @@ class TrainingRun:
             "ranks": per_rank,
             "best_nll_pi": self.best_nll,
             "best_score": list(self.best_score) if self.best_score is not None else None,
-            "warm_seen": self.warm_seen,
+            "warm_step": self.warm_step,
             "best_step": self.best_step,
             "evals_since_best": self.evals_since_best,
             "world_size": self.dist.world_size,
