@@ -298,9 +298,10 @@ class TrainingRun:
 
     def _checkpoint(self, best: bool = False, link: str | None = None) -> None:
         root = self.run_dir / "checkpoints"
+        links = (["best"] if best else []) + ([link] if link else [])
         if self.step == self.saved_step:  # same decision on every rank: no collectives
             if self.dist.is_main:
-                for name in (["best"] if best else []) + ([link] if link else []):
+                for name in links:
                     ckpt.point(root, name, ckpt.step_dir_name(self.step))
             return
         self.saved_step = self.step
@@ -336,7 +337,7 @@ class TrainingRun:
         }
         ckpt.save_checkpoint(self.run_dir, self.step, modules, policy_config, normalization,
                              state)
-        for name in (["best"] if best else []) + ([link] if link else []):
+        for name in links:
             ckpt.point(root, name, ckpt.step_dir_name(self.step))
         ckpt.prune(self.run_dir, self.cfg.run.keep_checkpoints)
 

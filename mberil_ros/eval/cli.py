@@ -17,6 +17,7 @@ from pathlib import Path
 
 from mberil_ros.errors import UserError
 from mberil_ros.eval.closed_loop import BASELINES, EVAL_SEED_BASE, Evaluator, summarize
+from mberil_ros.eval.table import text_table
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -70,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
         from mberil_ros.eval.closed_loop import RuntimeController
         from mberil_ros.sim.task import ReachingTask
 
-        print(RuntimeController(specs[0], ReachingTask(suites[0], args.arm)).runtime.summary)
+        print(RuntimeController.load(specs[0], ReachingTask(suites[0], args.arm)).runtime.summary)
     seeds = [EVAL_SEED_BASE + args.seed + i for i in range(args.episodes)]
     keep = 3 if args.plot else 0
     report: dict = {"seeds": [seeds[0], seeds[-1]], "results": []}
@@ -107,11 +108,7 @@ def format_table(rows: list[tuple[str, str, dict]]) -> str:
         body.append([name, suite, str(s["episodes"]), f"{s['success']:.2f}",
                      f"{s['collision']:.2f}", f"{s['final_distance']:.3f}", t,
                      f"{s['sign_changes']:.2f}"])
-    widths = [max(len(x) for x in col) for col in zip(header, *body, strict=True)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True))
-             for line in [header, *body]]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    return text_table(header, body)
 
 
 def _plot(folder: Path, spec: str, suite: str, arm: str, results: list) -> None:

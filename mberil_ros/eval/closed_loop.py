@@ -37,11 +37,16 @@ class Controller(Protocol):
 
 
 class RuntimeController:
-    def __init__(self, checkpoint: str, task: Any) -> None:
+    def __init__(self, runtime: Any) -> None:
+        self.runtime = runtime
+
+    @classmethod
+    def load(cls, checkpoint: str, task: Any) -> RuntimeController:
+        """A checkpoint, refused unless it fits ``task``'s joints and observation layout."""
         from mberil_ros.runtime import PolicyRuntime
 
-        self.runtime = PolicyRuntime.load(checkpoint, joint_names=task.layout.joints,
-                                          state_names=task_state_names(task))
+        return cls(PolicyRuntime.load(checkpoint, joint_names=task.layout.joints,
+                                      state_names=task_state_names(task)))
 
     def start(self, task: Any, seed: int) -> None:
         self.runtime.reset(task.observation())
@@ -54,9 +59,7 @@ def policy_controller(policy: Any, config: dict[str, Any]) -> RuntimeController:
     """A controller on an in-memory policy (closed-loop checks while training)."""
     from mberil_ros.runtime import PolicyRuntime
 
-    controller = RuntimeController.__new__(RuntimeController)
-    controller.runtime = PolicyRuntime.from_policy(policy, config)
-    return controller
+    return RuntimeController(PolicyRuntime.from_policy(policy, config))
 
 
 class ExpertController:
@@ -92,7 +95,7 @@ def make_controller(spec: str, task: Any) -> Controller:
         return ExpertController()
     if spec == "hold":
         return HoldController()
-    return RuntimeController(spec, task)
+    return RuntimeController.load(spec, task)
 
 
 @dataclass

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from mberil_ros.errors import UserError
+from mberil_ros.eval.table import text_table
 from mberil_ros.sim.demonstrators import DEMONSTRATORS, IKDemonstrator, make_demonstrator
 from mberil_ros.sim.scene import Episode
 from mberil_ros.sim.spaces import ARMS
@@ -76,12 +77,7 @@ def run_episode(task: ReachingTask, demo: IKDemonstrator, seed: int,
 def format_table(rows: list[Row]) -> str:
     header = ["demonstrator", "label", "suite", "episodes", "success", "t_success_s",
               "collisions/ep"]
-    body = [r.cells() for r in rows]
-    widths = [max(len(x) for x in col) for col in zip(header, *body, strict=True)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True))
-             for line in [header, *body]]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    return text_table(header, [r.cells() for r in rows])
 
 
 def run(args: argparse.Namespace) -> int:
