@@ -77,6 +77,29 @@ def test_dynamics_ensemble_shapes_and_gaussian_log_prob(backbone):
         model.log_prob(obs, prev, act, torch.randn(2, 6, 4))
 
 
+def test_dynamics_predicts_only_its_dynamic_dims_and_copies_the_rest():
+    torch.manual_seed(0)
+    model = GaussianEnsembleDynamics(DynamicsConfig(encoder=enc_cfg("mlp"), hidden=16,
+                                                    ensemble_size=3, dynamic_dims=[0, 2]))
+    obs, act = torch.randn(4, 5), torch.randn(4, 3)
+    latent = model.encoder(obs[:, None])[:, 0]
+    mu, log_std = model.heads(latent, act)
+    assert mu.shape == (3, 4, 2)  # two predicted dims per member
+    y = model.sample(obs, latent, act)
+    torch.testing.assert_close(y[:, [1, 3, 4]], obs[:, [1, 3, 4]], rtol=0, atol=0)
+    assert not torch.allclose(y[:, [0, 2]], obs[:, [0, 2]])
+    # the likelihood ignores the static dims entirely
+    nxt = obs.clone()
+    nxt[:, [0, 2]] += 0.1
+    other = nxt.clone()
+    other[:, [1, 3, 4]] += 5.0
+    seq = lambda t: t[:, None]  # noqa: E731
+    torch.testing.assert_close(model.log_prob(seq(obs), None, seq(act), seq(nxt)),
+                               model.log_prob(seq(obs), None, seq(act), seq(other)))
+    with pytest.raises(ValueError, match="dynamic_dims"):
+        DynamicsConfig(encoder=enc_cfg("mlp"), dynamic_dims=[0, 0])
+
+
 @pytest.mark.parametrize("backbone", ["mamba", "mlp"])
 def test_discriminator_functions(backbone):
     torch.manual_seed(0)
