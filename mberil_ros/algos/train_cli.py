@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="continue a run from its last complete checkpoint")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                         help="config overrides, e.g. dataset=data/demos steps=500 "
-                        "algo.backbone=mlp")
+                        "algo.network.backbone=mlp")
 
 
 def run(args: argparse.Namespace) -> int:

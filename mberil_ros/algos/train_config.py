@@ -5,10 +5,11 @@
     steps: 2000
     ...
     algo:                         # fields of OfflineMBERILConfig / BCConfig
-      backbone: mamba
+      network:
+        backbone: mamba
 
-Overrides are ``key=value`` with dotted keys (``steps=100 algo.backbone=mlp``); values are
-parsed as YAML scalars. Unknown keys anywhere are an error naming the key.
+Overrides are ``key=value`` with dotted keys (``steps=100 algo.network.backbone=mlp``);
+values are parsed as YAML scalars. Unknown keys anywhere are an error naming the key.
 """
 
 from __future__ import annotations
@@ -110,7 +111,7 @@ def _dataclass_in(hint: Any) -> type | None:
 
 
 def apply_overrides(config: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """``["steps=10", "algo.backbone=mlp"]`` into a nested mapping (values as YAML scalars)."""
+    """``["steps=10", "algo.network.backbone=mlp"]`` into a nested mapping (values as YAML scalars)."""
     for item in overrides:
         if "=" not in item:
             raise UserError(f"override {item!r}: expected KEY=VALUE")
