@@ -111,7 +111,8 @@ def _dataclass_in(hint: Any) -> type | None:
 
 
 def apply_overrides(config: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """``["steps=10", "algo.network.backbone=mlp"]`` into a nested mapping (values as YAML scalars)."""
+    """``["steps=10", "algo.network.backbone=mlp"]`` into a nested mapping (values as YAML
+    scalars)."""
     for item in overrides:
         if "=" not in item:
             raise UserError(f"override {item!r}: expected KEY=VALUE")
