@@ -143,3 +143,23 @@ def test_bc_algorithm_trains_on_codec_actions(dataset):
     assert np.isfinite(first)
     _, cfg = algo.export_policy()
     assert cfg["normalization"]["action_repr"] == "delta_position"
+
+
+@pytest.mark.parametrize("backbone", ["mlp", "mamba"])
+def test_closed_loop_nll_feeds_the_policy_its_own_actions(dataset, backbone):
+    data = OfflineData(dataset, DataConfig(val_fraction=0.25, max_seq_len=30))
+    for inputs in ("state", "state_prev_action"):
+        algo = BC(BCConfig.from_dict({"network": {**TINY_NET, "backbone": backbone,
+                                                  "policy_inputs": inputs},
+                                      "batch_size": 2}), data)
+        for step in range(3):
+            algo.train_step(step)
+        out = algo.evaluate()
+        assert np.isfinite(out["nll_pi_closed_loop"])
+        if inputs == "state":  # nothing of the past actions is read: the two coincide
+            assert out["nll_pi_closed_loop"] == pytest.approx(out["nll_pi"], rel=1e-4)
+        else:  # its own sampled commands, not the expert's, build the tokens
+            assert out["nll_pi_closed_loop"] != pytest.approx(out["nll_pi"], rel=1e-4)
+        gen_state = algo.gen.get_state()
+        algo.evaluate()
+        assert torch.equal(algo.gen.get_state(), gen_state)  # resume stays bit-exact

@@ -22,6 +22,7 @@ from mberil_ros.algos.common import (
     make_optimizer,
     nested,
     seeded,
+    tanh_gaussian_sample,
 )
 from mberil_ros.algos.data import Batch, DataConfig, OfflineData, masked_mean
 from mberil_ros.models.config import PolicyConfig, to_dict
@@ -106,6 +107,33 @@ def evaluate_policy_nll(policy: TanhGaussianPolicy, data: OfflineData, eval_batc
     return -total / max(steps, 1)
 
 
+@torch.no_grad()
+def evaluate_closed_loop_nll(policy: TanhGaussianPolicy, data: OfflineData, eval_batch: int,
+                             device: torch.device, seed: int = 0) -> float:
+    """NLL_pi of the validation expert actions with the policy fed its OWN previous actions:
+    the previous-action token of step t is built from the action the policy sampled at t-1
+    (states stay the expert's). The plain NLL_pi feeds the expert's previous commands, which
+    rewards copying them; this one does not. Equal to NLL_pi with ``policy_inputs: state``.
+    A local generator keeps the algorithm's own random stream (and bit-exact resume) intact."""
+    gen = torch.Generator().manual_seed(seed)
+    total, steps = 0.0, 0
+    was_training = policy.training
+    policy.eval()
+    for b in data.batches("expert", eval_batch):
+        b = b.to(device)
+        state = policy.encoder.init_state(b.obs.shape[0])
+        prev = b.prev_act[:, 0]
+        for t in range(b.obs.shape[1]):
+            mu, log_std = policy.dist_params(policy.encoder.step(b.obs[:, t], prev, state))
+            logp = policy.log_prob_from_params(mu, log_std, b.act[:, t])
+            total += float((logp * b.mask[:, t]).sum())
+            steps += int(b.mask[:, t].sum())
+            u, _ = tanh_gaussian_sample(mu, log_std, gen)
+            prev = data.codec.torch_next_lead(b.obs[:, t], prev, u, b.next_obs[:, t])
+    policy.train(was_training)
+    return -total / max(steps, 1)
+
+
 def export_config(policy: TanhGaussianPolicy, data: OfflineData, algorithm: str
                   ) -> dict[str, Any]:
     enc = policy.cfg.encoder
@@ -149,8 +177,9 @@ class BC:
         return out
 
     def evaluate(self) -> dict[str, float]:
-        return {"nll_pi": evaluate_policy_nll(self.policy, self.data, self.cfg.eval_batch,
-                                              self.device)}
+        args = (self.policy, self.data, self.cfg.eval_batch, self.device)
+        return {"nll_pi": evaluate_policy_nll(*args),
+                "nll_pi_closed_loop": evaluate_closed_loop_nll(*args)}
 
     def state(self) -> dict[str, Any]:
         return {"generator": generator_state(self.gen)}

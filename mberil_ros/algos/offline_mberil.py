@@ -34,7 +34,13 @@ from torch import nn
 
 from mberil_ros.algos import losses as L
 from mberil_ros.algos.base import no_grad_sync
-from mberil_ros.algos.bc import bc_loss, build_policy, evaluate_policy_nll, export_config
+from mberil_ros.algos.bc import (
+    bc_loss,
+    build_policy,
+    evaluate_closed_loop_nll,
+    evaluate_policy_nll,
+    export_config,
+)
 from mberil_ros.algos.common import (
     NetworkConfig,
     clone_frozen,
@@ -329,8 +335,9 @@ class OfflineMBERIL:
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
-        out = {"nll_pi": evaluate_policy_nll(self.policy, self.data, self.cfg.eval_batch,
-                                             self.device)}
+        args = (self.policy, self.data, self.cfg.eval_batch, self.device)
+        out = {"nll_pi": evaluate_policy_nll(*args),
+               "nll_pi_closed_loop": evaluate_closed_loop_nll(*args)}
         # NLL_m over the dims the model predicts (joint positions and velocities), in total,
         # per label and per dim (the mixture's marginals)
         sums: dict[str, list[float]] = {"expert": [0.0, 0], "suboptimal": [0.0, 0]}
