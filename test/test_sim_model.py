@@ -28,7 +28,7 @@ def test_model_has_the_15_urdf_joints_with_urdf_ranges():
 
 
 def test_forward_kinematics_matches_reference_zero_pose():
-    # shared/reference/nextage.md regression values (zero pose, WAIST frame)
+    # docs/robot.md regression values (zero pose, WAIST frame)
     m = load_model()
     d = mujoco.MjData(m)
     mujoco.mj_kinematics(m, d)

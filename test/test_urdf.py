@@ -1,4 +1,4 @@
-"""The expanded NEXTAGE description against shared/reference/nextage.md."""
+"""The expanded NEXTAGE description against the joint table of docs/robot.md."""
 
 from __future__ import annotations
 

@@ -21,7 +21,7 @@ from mberil_ros.paths import urdf_xacro
 from mberil_ros.robot_description import RobotDescription, expand_xacro
 from mberil_ros.sim.spaces import ALL_JOINTS, MAX_OBSTACLES, PHYSICS_DT
 
-# init_rtm, the usual ready pose (shared/reference/nextage.md "Named poses").
+# init_rtm, the usual ready pose (docs/robot.md).
 INIT_RTM: dict[str, float] = {
     "CHEST_JOINT0": 0.0,
     "HEAD_JOINT0": 0.0,
