@@ -145,7 +145,7 @@ class OfflineData:
                                                   if v in self.state_names]
         # statistics of the training split only: held-out episodes never leak into them
         self.codec = PolicyCodec.fit(
-            [(ds.episode(i).observation, ds.episode(i).action) for i in train], self.qidx,
+            [(e.observation, e.action) for e in map(ds.episode, train)], self.qidx,
             self.cfg.action_repr, self.cfg.obs_min_std, self.cfg.act_margin)
         cut = self.cfg.max_seq_len
 
