@@ -159,16 +159,15 @@ class PolicyCodec:
         q = x_n.index_select(-1, qi) * q_scale + q_mean
         prev = lead_n * ls + lm + q
         y = t(self.y_low) + (a_n + 1.0) * 0.5 * t(self.y_high - self.y_low)
-        ref = {"absolute": torch.zeros_like(q), "delta_position": q,
-               "delta_command": prev}[self.action_repr]
-        u = y + ref
+        u = y + _reference(self.action_repr, q, prev)
         q_next = y_n.index_select(-1, qi) * q_scale + q_mean
         return (u - q_next - lm) / ls
 
 
-def _reference(action_repr: str, q: np.ndarray, prev: np.ndarray) -> np.ndarray:
+def _reference(action_repr: str, q, prev):  # noqa: ANN001, ANN202 - numpy or torch alike
+    """ref_t of the action representation, for numpy arrays and torch tensors alike."""
     if action_repr == "absolute":
-        return np.zeros_like(q)
+        return q * 0
     if action_repr == "delta_position":
         return q
     return prev
