@@ -94,3 +94,24 @@ def test_batches_start_at_the_episode_start_with_a_mask(data):
     assert torch.equal(again.obs, b.obs)  # the seeded generator decides everything
     e = data.sample("expert", 8, g)
     assert e.expert.all()
+
+
+def test_step_batches_draw_valid_steps_of_the_label_uniformly(data):
+    g = torch.Generator().manual_seed(0)
+    b = data.sample_steps("expert", 4000, g)
+    assert b.obs.shape == (4000, 1, data.obs_dim) and b.mask.all() and b.expert.all()
+    train = data.train
+    rows = train.index["expert"]
+    valid = {(int(r), t) for r in rows for t in range(int(train.length[r]))}
+    # every drawn step is a real (non-padding) step of an expert episode, with its own action
+    flat = {}
+    for r, t in valid:
+        flat.setdefault(train.obs[r, t].numpy().tobytes(), []).append((r, t))
+    hits = set()
+    for i in range(len(b.obs)):
+        (r, t), *_ = flat[b.obs[i, 0].numpy().tobytes()]
+        assert torch.equal(b.act[i, 0], train.act[r, t])
+        assert torch.equal(b.next_obs[i, 0], train.next_obs[r, t])
+        hits.add((r, t))
+    assert len(hits) > 0.8 * len(valid)  # uniform over steps, not over episodes
+    assert data.sample_steps("suboptimal", 16, g).expert.logical_not().all()

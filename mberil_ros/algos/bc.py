@@ -9,6 +9,7 @@ tokens, Ota 2024); with ``mlp`` it is x_t alone.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +19,7 @@ from mberil_ros.algos.base import no_grad_sync
 from mberil_ros.algos.common import (
     NetworkConfig,
     config_from_dict,
+    configure_features,
     generator_state,
     make_optimizer,
     nested,
@@ -37,7 +39,12 @@ class BCConfig:
     data: DataConfig = field(default_factory=DataConfig)  # split / normalization
     lr: float = 1e-3  # AdamW learning rate
     weight_decay: float = 0.0  # AdamW decay (never on A_log, D, biases, norms)
-    batch_size: int = 16  # expert episodes per step (whole episodes, padded)
+    batch_size: int = 16  # expert episodes per step (whole episodes, padded): mamba backbone
+    step_batch_size: int = 512  # mlp backbone: single expert steps per batch, drawn i.i.d.
+    #   (an MLP reads x_t alone, so it needs no history; whole episodes give it a few
+    #   correlated batches per update and fit it several times worse per second)
+    lr_decay_steps: int = 0  # > 0: cosine decay of lr to 0 over this many steps (the mean
+    #   action must be fitted to a fraction of a millimetre per tick near the target); 0: off
     eval_batch: int = 64  # episodes per forward in evaluate()
     grad_clip: float = 0.0  # max gradient norm (<= 0: off; the NLL of near-deterministic
     #   joints has norms in the hundreds, a clip would only add noise to Adam's steps)
@@ -48,10 +55,10 @@ class BCConfig:
     def __post_init__(self) -> None:
         nested(self, "network", NetworkConfig)
         nested(self, "data", DataConfig)
-        for name in ("lr", "batch_size", "eval_batch"):
+        for name in ("lr", "batch_size", "step_batch_size", "eval_batch"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"BCConfig.{name} must be > 0, got {getattr(self, name)}")
-        for name in ("weight_decay", "mse_weight"):
+        for name in ("weight_decay", "mse_weight", "lr_decay_steps"):
             if getattr(self, name) < 0:
                 raise ValueError(f"BCConfig.{name} must be >= 0, got {getattr(self, name)}")
 
@@ -61,8 +68,31 @@ class BCConfig:
 
 
 def build_policy(net: NetworkConfig, data: OfflineData) -> TanhGaussianPolicy:
-    return TanhGaussianPolicy(PolicyConfig(encoder=net.encoder(data.obs_dim, data.act_dim),
-                                           hidden=net.head_hidden))
+    policy = TanhGaussianPolicy(PolicyConfig(encoder=net.encoder(data.obs_dim, data.act_dim),
+                                             hidden=net.head_hidden))
+    configure_features(data, policy)
+    return policy
+
+
+def expert_batch(data: OfflineData, backbone: str, episodes: int, steps: int,
+                 gen: torch.Generator) -> Batch:
+    """BC's batch: whole episodes for a history encoder, i.i.d. steps for the MLP."""
+    if backbone == "mlp":
+        return data.sample_steps("expert", steps, gen)
+    return data.sample("expert", episodes, gen)
+
+
+def cosine_lr(lr: float, step: int, decay_steps: int) -> float:
+    """Learning rate at ``step``: cosine from ``lr`` to 0 over ``decay_steps`` (0: ``lr``).
+    A function of the step alone, so a resumed run continues the same schedule."""
+    if decay_steps <= 0:
+        return lr
+    return 0.5 * lr * (1.0 + math.cos(math.pi * min(step, decay_steps) / decay_steps))
+
+
+def set_lr(optim: torch.optim.Optimizer, lr: float) -> None:
+    for group in optim.param_groups:
+        group["lr"] = lr
 
 
 def policy_nll(policy: TanhGaussianPolicy, batch: Batch) -> torch.Tensor:
@@ -163,7 +193,9 @@ class BC:
         return {"policy": self.optim}
 
     def train_step(self, step: int) -> dict[str, float]:
-        batch = self.data.sample("expert", self.cfg.batch_size, self.gen).to(self.device)
+        set_lr(self.optim, cosine_lr(self.cfg.lr, step, self.cfg.lr_decay_steps))
+        batch = expert_batch(self.data, self.cfg.network.backbone, self.cfg.batch_size,
+                             self.cfg.step_batch_size, self.gen).to(self.device)
         loss, out = bc_loss(self.policy, batch, self.cfg.mse_weight,
                             self.data.act_std.to(self.device))
         self.optim.zero_grad(set_to_none=True)

@@ -14,8 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mberil_ros.algos.data import DataConfig
-from mberil_ros.models.config import BACKBONES, INPUTS, EncoderConfig, MambaConfig
+from mberil_ros.algos.data import DataConfig, OfflineData
+from mberil_ros.models.config import BACKBONES, FEATURES, INPUTS, EncoderConfig, MambaConfig
+from mberil_ros.models.hand_features import HandFeatures
 
 _LOG_2PI = math.log(2 * math.pi)
 T = TypeVar("T")
@@ -47,12 +48,17 @@ class NetworkConfig:
     d_conv: int = 4  # Mamba causal conv width
     expand: int = 2  # Mamba inner width factor
     mlp_hidden: int = 256  # hidden width of the "mlp" backbone's encoder
+    features: str = "none"  # extra inputs computed inside every network from x_t: "none" |
+    #   "hand" (forward kinematics: hand xyz, goal - hand, obstacle centres - hand)
     head_hidden: int = 256  # hidden width of every head MLP
 
     def __post_init__(self) -> None:
         if self.backbone not in BACKBONES:
             raise ValueError(f"network.backbone must be one of {BACKBONES}, got "
                              f"{self.backbone!r}")
+        if self.features not in FEATURES:
+            raise ValueError(f"network.features must be one of {FEATURES}, got "
+                             f"{self.features!r}")
         if self.policy_inputs not in INPUTS:
             raise ValueError(f"network.policy_inputs must be one of {INPUTS}, got "
                              f"{self.policy_inputs!r}")
@@ -64,11 +70,24 @@ class NetworkConfig:
 
     def encoder(self, obs_dim: int, act_dim: int) -> EncoderConfig:
         return EncoderConfig(obs_dim=obs_dim, act_dim=act_dim, backbone=self.backbone,
-                             inputs=self.policy_inputs,
+                             inputs=self.policy_inputs, features=self.features,
                              d_model=self.d_model, n_layers=self.n_layers, context=self.context,
                              mlp_hidden=self.mlp_hidden,
                              mamba=MambaConfig(d_model=self.d_model, d_state=self.d_state,
                                                d_conv=self.d_conv, expand=self.expand))
+
+
+def configure_features(data: OfflineData, *modules: nn.Module) -> None:
+    """Fit every HandFeatures inside ``modules`` to the dataset: its observation layout and
+    joints, the codec's normalization and feature statistics of the training split. Call
+    before moving the modules to a device."""
+    layers = [m for module in modules for m in module.modules() if isinstance(m, HandFeatures)]
+    if not layers:
+        return
+    raw = data.train_observations()
+    for layer in layers:
+        layer.configure(data.state_names, data.joint_names, data.codec.obs_mean,
+                        data.codec.obs_scale, raw)
 
 
 def nested(obj: Any, name: str, cls: type) -> None:

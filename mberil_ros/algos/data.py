@@ -101,6 +101,11 @@ class EpisodeSet:
             self.length[i], self.expert[i] = t, bool(e["expert"])
         self.index = {"all": torch.arange(n), "expert": torch.nonzero(self.expert)[:, 0],
                       "suboptimal": torch.nonzero(~self.expert)[:, 0]}
+        valid = torch.arange(t_max)[None, :] < self.length[:, None]
+        # (row, step) of every valid step per label: i.i.d. transition batches
+        self.steps_index = {k: torch.nonzero(valid[rows]) for k, rows in self.index.items()}
+        for k, rows in self.index.items():
+            self.steps_index[k][:, 0] = rows[self.steps_index[k][:, 0]]
 
     def count(self, label: str) -> int:
         return len(self.index[label])
@@ -197,6 +202,13 @@ class OfflineData:
         total = sum(m["length"] for m in subs)
         return sum(m["length"] for m in subs if m["demonstrator"] == "expert") / total
 
+    def train_observations(self) -> np.ndarray:
+        """Raw observations of every valid step of the training split (feature statistics)."""
+        t = self.train
+        valid = torch.arange(t.obs.shape[1])[None] < t.length[:, None]
+        c = self.codec
+        return t.obs[valid].numpy() * c.obs_scale + c.obs_mean
+
     def split(self, name: str) -> EpisodeSet:
         if name not in ("train", "val"):
             raise ValueError(f"split must be 'train' or 'val', got {name!r}")
@@ -213,6 +225,24 @@ class OfflineData:
             raise UserError(f"{self.name}: no {label} episodes in the {split} split")
         pick = torch.randint(len(ids), (batch_size,), generator=generator)
         return episodes.gather(ids[pick])
+
+    def sample_steps(self, label: str, n: int, generator: torch.Generator,
+                     split: str = "train") -> Batch:
+        """``n`` single steps drawn uniformly (with replacement) over every step of ``label``
+        episodes: a batch of length-1 sequences. Only for networks that read x_t alone (the
+        mlp backbone), where a step does not need its history; i.i.d. transitions fit them
+        far better per update than a few whole, correlated episodes."""
+        if label not in LABELS:
+            raise ValueError(f"label must be one of {LABELS}, got {label!r}")
+        eps = self.split(split)
+        pool = eps.steps_index[label]
+        if len(pool) == 0:
+            raise UserError(f"{self.name}: no {label} steps in the {split} split")
+        r, t = pool[torch.randint(len(pool), (n,), generator=generator)].unbind(1)
+        pick = lambda x: x[r, t][:, None]  # noqa: E731
+        return Batch(pick(eps.obs), pick(eps.act), pick(eps.prev_act), pick(eps.next_obs),
+                     pick(eps.next_prev_act), torch.ones(n, 1, dtype=torch.bool),
+                     eps.expert[r])
 
     def batches(self, label: str, batch_size: int, split: str = "val") -> list[Batch]:
         """Every episode of ``label`` in ``split``, in order (evaluation)."""

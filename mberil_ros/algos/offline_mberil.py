@@ -37,14 +37,18 @@ from mberil_ros.algos.base import no_grad_sync
 from mberil_ros.algos.bc import (
     bc_loss,
     build_policy,
+    cosine_lr,
     evaluate_closed_loop_nll,
     evaluate_policy_nll,
+    expert_batch,
     export_config,
+    set_lr,
 )
 from mberil_ros.algos.common import (
     NetworkConfig,
     clone_frozen,
     config_from_dict,
+    configure_features,
     gaussian_log_prob,
     generator_state,
     make_optimizer,
@@ -91,7 +95,11 @@ class OfflineMBERILConfig:
     #   actor loss (ours, not in the papers: the policy's counterpart of lambda_NLL, keeps the
     #   adversarial phase from drifting off the warm start while the discriminator is weak)
     ensemble_size: int = 5  # E, dynamics ensemble members
-    lr_policy: float = 1e-3  # AdamW learning rates
+    lr_bc: float = 1e-3  # policy learning rate in the BC warm start, cosine-decayed to 0
+    #   over bc_warmstart_steps (as BCConfig.lr with lr_decay_steps)
+    step_batch_size: int = 512  # mlp backbone: i.i.d. expert steps per BC batch (warm start
+    #   and anchor), as BCConfig.step_batch_size
+    lr_policy: float = 1e-3  # AdamW learning rates (policy: the adversarial phase)
     lr_model: float = 3e-4
     lr_disc: float = 3e-4
     weight_decay: float = 0.0  # AdamW decay (never on A_log, D, biases, norms)
@@ -121,7 +129,8 @@ class OfflineMBERILConfig:
             bad("alpha", "in [0, 1) or null")
         if not 0.0 <= self.alpha_unknown < 1.0:
             bad("alpha_unknown", "in [0, 1)")
-        for f in ("beta_pi", "eta_pi", "beta_m", "eta_m", "lr_policy", "lr_model", "lr_disc"):
+        for f in ("beta_pi", "eta_pi", "beta_m", "eta_m", "lr_bc", "lr_policy", "lr_model",
+                  "lr_disc"):
             if not getattr(self, f) > 0:
                 bad(f, "> 0")
         if not 0.0 <= self.gamma <= 1.0:
@@ -135,8 +144,8 @@ class OfflineMBERILConfig:
                 bad(f, ">= 0")
         if self.weight_decay < 0:
             bad("weight_decay", ">= 0")
-        for f in ("ensemble_size", "batch_size", "rollout_batch", "disc_steps", "policy_steps",
-                  "model_steps", "fifo_size", "eval_batch"):
+        for f in ("ensemble_size", "batch_size", "step_batch_size", "rollout_batch",
+                  "disc_steps", "policy_steps", "model_steps", "fifo_size", "eval_batch"):
             v = getattr(self, f)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 bad(f, "a positive int")
@@ -269,12 +278,13 @@ class OfflineMBERIL:
             self.policy = build_policy(net, data).to(self.device)
             self.model = GaussianEnsembleDynamics(DynamicsConfig(
                 encoder=enc, ensemble_size=c.ensemble_size, hidden=net.head_hidden,
-                dynamic_dims=data.dynamic_dims)).to(self.device)
+                dynamic_dims=data.dynamic_dims))
             if c.discriminator == "structured":
-                self.disc = Discriminator(dcfg).to(self.device)
+                self.disc = Discriminator(dcfg)
             else:
-                self.disc = UnstructuredDiscriminator(dcfg, len(data.dynamic_dims)
-                                                      ).to(self.device)
+                self.disc = UnstructuredDiscriminator(dcfg, len(data.dynamic_dims))
+        configure_features(data, self.model, self.disc)
+        self.model, self.disc = self.model.to(self.device), self.disc.to(self.device)
         self.policy_base = self.model_base = None
         if c.baseline != "uniform":
             self.policy_base = clone_frozen(self.policy)
@@ -378,7 +388,9 @@ class OfflineMBERIL:
         """One BC step on D_E and one MLE step on D_E u D_S, until each has its count."""
         out: dict[str, float] = {}
         if self.bc_done < self.cfg.bc_warmstart_steps:
-            loss, parts = self._bc(self._sample("expert"))
+            set_lr(self.opt["policy"], cosine_lr(self.cfg.lr_bc, self.bc_done,
+                                                 self.cfg.bc_warmstart_steps))
+            loss, parts = self._bc(self._expert_bc_batch())
             self._step("policy", self.policy, loss, out)
             out.update(parts)
             out["loss/bc"] = float(loss.detach())
@@ -388,6 +400,8 @@ class OfflineMBERIL:
             self._step("model", self.model, loss, out)
             out["loss/model_mle"] = float(loss.detach())
             self.mle_done += 1
+        if self.warm:
+            set_lr(self.opt["policy"], self.cfg.lr_policy)
         if self.warm and self.policy_base is not None:
             # the baselines start from the warm-started networks (and stay there for "mle")
             self.policy_base.load_state_dict(self.policy.state_dict())
@@ -396,6 +410,11 @@ class OfflineMBERIL:
 
     def _bc(self, b: Batch) -> tuple[torch.Tensor, dict[str, float]]:
         return bc_loss(self.policy, b, self.cfg.bc_mse_weight, self.data.act_std.to(self.device))
+
+    def _expert_bc_batch(self) -> Batch:
+        c = self.cfg
+        return expert_batch(self.data, c.network.backbone, c.batch_size, c.step_batch_size,
+                            self.gen).to(self.device)
 
     def _sample(self, label: str) -> Batch:
         return self.data.sample(label, self.cfg.batch_size, self.gen).to(self.device)
@@ -603,7 +622,7 @@ class OfflineMBERIL:
             out = {"loss/actor": float(loss.detach()),
                    "policy/entropy": float(-log_pi.detach().mean())}
             if c.lambda_bc > 0:
-                bc, _ = self._bc(self._sample("expert"))
+                bc, _ = self._bc(self._expert_bc_batch())
                 loss = loss + c.lambda_bc * bc
                 out["loss/actor_bc"] = float(bc.detach())
             self._step("policy", self.policy, loss, out)

@@ -13,6 +13,9 @@ from typing import Any
 BACKBONES = ("mamba", "mlp")
 # what every network reads at step t: x_t alone, or x_t and the previous-action token
 INPUTS = ("state", "state_prev_action")
+# extra inputs computed inside the network from x_t: none, or the hand's forward kinematics
+# relative to the goal and the obstacles (models/hand_features.py)
+FEATURES = ("none", "hand")
 TIME_EMBEDDINGS = ("learned_clamped", "none")
 
 
@@ -73,6 +76,7 @@ class EncoderConfig:
     act_dim: int = 7
     backbone: str = "mamba"
     inputs: str = "state_prev_action"  # one of INPUTS (both backbones)
+    features: str = "none"  # one of FEATURES
     d_model: int = 128
     n_layers: int = 4
     context: int = 32
@@ -90,6 +94,12 @@ class EncoderConfig:
                              f"got {self.backbone!r}")
         if self.inputs not in INPUTS:
             raise ValueError(f"EncoderConfig.inputs must be one of {INPUTS}, got {self.inputs!r}")
+        if self.features not in FEATURES:
+            raise ValueError(f"EncoderConfig.features must be one of {FEATURES}, "
+                             f"got {self.features!r}")
+        if self.features == "hand" and self.act_dim % 6:
+            raise ValueError(f"EncoderConfig.features 'hand' needs 6 joints per arm, got "
+                             f"act_dim {self.act_dim}")
         if self.time_embedding not in TIME_EMBEDDINGS:
             raise ValueError(f"EncoderConfig.time_embedding must be one of {TIME_EMBEDDINGS}, "
                              f"got {self.time_embedding!r}")

@@ -19,7 +19,9 @@ from torch import nn
 
 from mberil_ros.models import _cpu_kernel
 from mberil_ros.models.config import EncoderConfig
+from mberil_ros.models.hand_features import HandFeatures
 from mberil_ros.models.mamba import Mamba
+from mberil_ros.sim.spaces import MAX_OBSTACLES
 
 
 def check_input(name: str, t: torch.Tensor, width: int, what: str) -> None:
@@ -65,7 +67,10 @@ class SequenceEncoder(nn.Module):
         self.cfg = cfg
         self.out_dim = cfg.d_model
         self.uses_prev = cfg.inputs == "state_prev_action"
-        in_dim = cfg.obs_dim + (cfg.act_dim if self.uses_prev else 0)
+        self.features = (HandFeatures(cfg.obs_dim, cfg.act_dim // 6, MAX_OBSTACLES)
+                         if cfg.features == "hand" else None)
+        in_dim = (cfg.obs_dim + (cfg.act_dim if self.uses_prev else 0)
+                  + (self.features.out_dim if self.features is not None else 0))
         if cfg.backbone == "mlp":
             self.mlp = nn.Sequential(
                 nn.Linear(in_dim, cfg.mlp_hidden), nn.SiLU(),
@@ -87,11 +92,13 @@ class SequenceEncoder(nn.Module):
         return h
 
     def _inputs(self, obs: torch.Tensor, prev_act: torch.Tensor | None) -> torch.Tensor:
-        if not self.uses_prev:
-            return obs
-        if prev_act is None:
-            prev_act = obs.new_zeros(*obs.shape[:-1], self.cfg.act_dim)
-        return torch.cat([obs, prev_act], dim=-1)
+        parts = [obs]
+        if self.features is not None:
+            parts.append(self.features(obs))
+        if self.uses_prev:
+            parts.append(prev_act if prev_act is not None
+                         else obs.new_zeros(*obs.shape[:-1], self.cfg.act_dim))
+        return torch.cat(parts, dim=-1) if len(parts) > 1 else obs
 
     def check(self, obs: torch.Tensor, prev_act: torch.Tensor | None) -> None:
         check_input("observation", obs, self.cfg.obs_dim, "observation width")

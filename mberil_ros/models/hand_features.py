@@ -1,0 +1,134 @@
+"""Hand features: forward kinematics of the controlled arm(s) inside the network.
+
+What the scripted expert plans with is Cartesian: the hand's position, the straight line to
+the goal and which obstacle stands on it. From joint angles alone a network has to learn the
+arm's kinematics before it can learn any of that, and with a few hundred demonstrations it
+learns both loosely. This module computes, from the (normalized) observation, per hand:
+
+    hand xyz,  goal - hand,  obstacle centre - hand for every slot (0 for an empty slot)
+
+standardized by their training-split statistics, and the encoder reads them next to the
+observation. It is part of the network (buffers in the checkpoint), so the runtime, the
+model rollouts of Offline-MB-ERIL and training all compute the same thing, and a checkpoint
+carries its own kinematic chain: no URDF is needed to run it.
+
+The chain is the URDF's (joint origins and axes from the robot description), from WAIST to
+each hand's JOINT5_Link origin (the flange, the simulator's hand point), with the joints
+outside the arm (the chest) at 0 as in the task.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+ARM_JOINTS = 6
+HAND_LINKS = {"R": "RARM_JOINT5_Link", "L": "LARM_JOINT5_Link"}
+
+
+def feature_dim(n_hands: int, n_obstacles: int) -> int:
+    return n_hands * (6 + 3 * n_obstacles)
+
+
+def _rotation(axis: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
+    """Rodrigues: rotation matrices (..., 3, 3) about unit ``axis`` (3,) by ``angle`` (...)."""
+    k = axis.new_zeros(3, 3)
+    k[0, 1], k[0, 2], k[1, 0] = -axis[2], axis[1], axis[2]
+    k[1, 2], k[2, 0], k[2, 1] = -axis[0], -axis[1], axis[0]
+    s, c = torch.sin(angle)[..., None, None], torch.cos(angle)[..., None, None]
+    return torch.eye(3, dtype=axis.dtype, device=axis.device) + s * k + (1 - c) * (k @ k)
+
+
+class HandFeatures(nn.Module):
+    """normalized observation (..., obs_dim) -> hand features (..., feature_dim)."""
+
+    def __init__(self, obs_dim: int, n_hands: int, n_obstacles: int) -> None:
+        super().__init__()
+        self.n_hands, self.n_obstacles = n_hands, n_obstacles
+        self.out_dim = feature_dim(n_hands, n_obstacles)
+        # every value below is filled by configure() before training and restored from the
+        # checkpoint at load time (persistent buffers)
+        self.register_buffer("obs_mean", torch.zeros(obs_dim))
+        self.register_buffer("obs_scale", torch.ones(obs_dim))
+        self.register_buffer("q_index", torch.zeros(n_hands, ARM_JOINTS, dtype=torch.long))
+        self.register_buffer("goal_index", torch.zeros(n_hands, 3, dtype=torch.long))
+        self.register_buffer("obstacle_index", torch.zeros(n_obstacles, 4, dtype=torch.long))
+        self.register_buffer("base_rotation", torch.eye(3).repeat(n_hands, 1, 1))
+        self.register_buffer("base_translation", torch.zeros(n_hands, 3))
+        self.register_buffer("joint_rotation", torch.eye(3).repeat(n_hands, ARM_JOINTS, 1, 1))
+        self.register_buffer("joint_translation", torch.zeros(n_hands, ARM_JOINTS, 3))
+        self.register_buffer("joint_axis", torch.zeros(n_hands, ARM_JOINTS, 3))
+        self.register_buffer("feat_mean", torch.zeros(self.out_dim))
+        self.register_buffer("feat_scale", torch.ones(self.out_dim))
+
+    # ---- set-up ------------------------------------------------------------------------------
+    @torch.no_grad()
+    def configure(self, state_names: Sequence[str], joint_names: Sequence[str],
+                  obs_mean: np.ndarray, obs_scale: np.ndarray, train_obs: np.ndarray,
+                  urdf: str | None = None) -> None:
+        """Indices from the observation's feature names, the chain from the URDF, the
+        normalization of the observation (the codec's) and feature statistics from
+        ``train_obs`` (raw observations of the training split)."""
+        from mberil_ros.robot_description import RobotDescription, rpy_matrix
+
+        names = list(state_names)
+        hands = [joint_names[i * ARM_JOINTS:(i + 1) * ARM_JOINTS] for i in range(self.n_hands)]
+        goal_roles = ("goal", "goal_left")
+        robot = RobotDescription.from_xacro(urdf)
+        rest = {j: 0.0 for j in robot.movable_joints}
+        for h, joints in enumerate(hands):
+            self.q_index[h] = torch.tensor([names.index(f"{j}.pos") for j in joints])
+            self.goal_index[h] = torch.tensor([names.index(f"{goal_roles[h]}.{c}")
+                                               for c in "xyz"])
+            specs = [robot.joints[j] for j in joints]
+            base = robot.forward_kinematics(rest)[specs[0].parent]
+            self.base_rotation[h] = torch.from_numpy(base[:3, :3]).float()
+            self.base_translation[h] = torch.from_numpy(base[:3, 3]).float()
+            for k, s in enumerate(specs):
+                self.joint_rotation[h, k] = torch.from_numpy(rpy_matrix(s.rpy)).float()
+                self.joint_translation[h, k] = torch.tensor(s.xyz)
+                axis = np.asarray(s.axis, dtype=np.float64)
+                self.joint_axis[h, k] = torch.from_numpy(axis / np.linalg.norm(axis)).float()
+        for k in range(self.n_obstacles):
+            self.obstacle_index[k] = torch.tensor(
+                [names.index(f"obstacle{k}.{f}") for f in ("x", "y", "z", "present")])
+        self.obs_mean.copy_(torch.as_tensor(obs_mean, dtype=torch.float32))
+        self.obs_scale.copy_(torch.as_tensor(obs_scale, dtype=torch.float32))
+        self.feat_mean.zero_()
+        self.feat_scale.fill_(1.0)
+        x_n = (torch.as_tensor(train_obs, dtype=torch.float32) - self.obs_mean) / self.obs_scale
+        f = self.forward(x_n)
+        self.feat_mean.copy_(f.mean(0))
+        self.feat_scale.copy_(f.std(0).clamp(min=1e-3))
+
+    # ---- forward -----------------------------------------------------------------------------
+    def hand_positions(self, x_n: torch.Tensor) -> torch.Tensor:
+        """(..., n_hands, 3) hand positions in WAIST from a normalized observation."""
+        raw_q = x_n[..., self.q_index.flatten()] * self.obs_scale[self.q_index.flatten()] \
+            + self.obs_mean[self.q_index.flatten()]
+        q = raw_q.unflatten(-1, (self.n_hands, ARM_JOINTS))
+        out = []
+        for h in range(self.n_hands):
+            rot = self.base_rotation[h].expand(*q.shape[:-2], 3, 3)
+            pos = self.base_translation[h].expand(*q.shape[:-2], 3)
+            for k in range(ARM_JOINTS):
+                pos = pos + (rot @ self.joint_translation[h, k][:, None])[..., 0]
+                rot = rot @ self.joint_rotation[h, k] @ _rotation(self.joint_axis[h, k],
+                                                                   q[..., h, k])
+            out.append(pos)
+        return torch.stack(out, -2)
+
+    def forward(self, x_n: torch.Tensor) -> torch.Tensor:
+        raw = lambda idx: x_n[..., idx] * self.obs_scale[idx] + self.obs_mean[idx]  # noqa: E731
+        hand = self.hand_positions(x_n)
+        ob = raw(self.obstacle_index.flatten()).unflatten(-1, (self.n_obstacles, 4))
+        parts = []
+        for h in range(self.n_hands):
+            p = hand[..., h, :]
+            parts += [p, raw(self.goal_index[h]) - p]
+            parts.append(((ob[..., :3] - p[..., None, :]) * ob[..., 3:4]).flatten(-2))
+        f = torch.cat(parts, -1)
+        return (f - self.feat_mean) / self.feat_scale

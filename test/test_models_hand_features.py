@@ -1,0 +1,92 @@
+"""Hand features (models/hand_features.py): the network's forward kinematics must be the
+simulator's, survive a checkpoint round trip, and reach the policy through the runtime."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from algos_tester import TINY_NET, tiny_dataset
+
+from mberil_ros.algos.data import DataConfig, OfflineData
+from mberil_ros.algos.runner import TrainingRun
+from mberil_ros.algos.train_config import load_train_config
+from mberil_ros.models.config import EncoderConfig
+from mberil_ros.models.encoder import SequenceEncoder
+from mberil_ros.runtime import PolicyRuntime
+from mberil_ros.sim import spaces
+from mberil_ros.sim.kinematics import ArmKinematics
+from mberil_ros.sim.task import ReachingTask
+
+
+def _features_for(arm: str, n: int = 40):
+    """A HandFeatures configured on raw observations of ``arm`` from the simulator."""
+    lay = spaces.layout(arm)
+    task = ReachingTask("train", arm, seed=3)
+    rng = np.random.default_rng(0)
+    obs = []
+    for k in range(n):
+        o = task.reset(seed=k)
+        o[lay.qpos] += rng.uniform(-0.4, 0.4, lay.qpos.stop - lay.qpos.start)
+        obs.append(o)
+    obs = np.asarray(obs, np.float32)
+    enc = SequenceEncoder(EncoderConfig(obs_dim=lay.obs_dim, act_dim=lay.act_dim,
+                                        backbone="mlp", features="hand", d_model=8,
+                                        mlp_hidden=8))
+    mean, scale = obs.mean(0), np.where(obs.std(0) > 1e-4, obs.std(0), 1.0)
+    enc.features.configure(lay.state_names, lay.joints, mean, scale, obs)
+    x_n = torch.from_numpy((obs - mean) / scale)
+    return enc.features, obs, x_n, lay
+
+
+@pytest.mark.parametrize("arm", ["right", "left", "both"])
+def test_forward_kinematics_matches_the_simulator(arm):
+    feats, obs, x_n, lay = _features_for(arm)
+    hands = feats.hand_positions(x_n).numpy()
+    kin = ArmKinematics()
+    for o, got in zip(obs, hands, strict=True):
+        q = o[lay.qpos]
+        kin.set_configuration(dict(zip(lay.joints, q, strict=True)))
+        want = np.stack([kin.hand(side) for side in lay.hands])
+        np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_features_are_hand_goal_and_obstacle_offsets_zero_for_empty_slots():
+    feats, obs, x_n, lay = _features_for("right")
+    raw = feats(x_n) * feats.feat_scale + feats.feat_mean
+    hand = feats.hand_positions(x_n)[:, 0]
+    torch.testing.assert_close(raw[:, :3], hand)
+    torch.testing.assert_close(raw[:, 3:6], torch.from_numpy(obs[:, lay.goal]) - hand,
+                               atol=1e-5, rtol=0)
+    slots = obs[:, lay.obstacles].reshape(len(obs), spaces.MAX_OBSTACLES, -1)
+    present = slots[:, :, spaces.OB_PRESENT] > 0.5
+    assert present.any() and (~present).any()  # both cases are exercised
+    off = raw[:, 6:].reshape(len(obs), spaces.MAX_OBSTACLES, 3)
+    want = torch.from_numpy(slots[:, :, :3]) - hand[:, None]
+    torch.testing.assert_close(off[torch.from_numpy(present)], want[torch.from_numpy(present)],
+                               atol=1e-5, rtol=0)
+    assert off[torch.from_numpy(~present)].abs().max() < 1e-5
+
+
+def test_a_checkpoint_carries_its_kinematics_and_the_runtime_uses_them(tmp_path):
+    dataset = tiny_dataset(tmp_path, expert=6, suboptimal=0)
+    cfg = load_train_config(None, [
+        "algorithm=bc", f"dataset={dataset}", f"output_dir={tmp_path}", "name=r", "steps=4",
+        "eval_every=4", "checkpoint_every=4", "progress=false", "algo.data.val_fraction=0.25",
+        "algo.network.backbone=mlp", "algo.network.features=hand",
+        *[f"algo.network.{k}={v}" for k, v in TINY_NET.items()]])
+    TrainingRun(cfg, tmp_path / "r").run()
+    rt = PolicyRuntime.load(tmp_path / "r")
+    feats = rt.policy.encoder.features
+    assert feats is not None and feats.q_index.tolist() == [list(range(6))]
+    assert float(feats.feat_scale.min()) > 0 and float(feats.joint_axis.abs().sum()) > 0
+    # the loaded buffers are the trained ones, not the constructor's placeholders
+    data = OfflineData(dataset, DataConfig(val_fraction=0.25))
+    ep = data.dataset.episode(0)
+    x_n = torch.from_numpy(rt.codec.obs(ep.observation))
+    kin = ArmKinematics()
+    kin.set_configuration(dict(zip(spaces.RARM_JOINTS, ep.observation[5, :6], strict=True)))
+    np.testing.assert_allclose(feats.hand_positions(x_n[5:6])[0, 0].numpy(), kin.hand("right"),
+                               atol=1e-5)
+    rt.reset(ep.observation[0])
+    assert np.all(np.isfinite(rt.step(ep.observation[0])))
