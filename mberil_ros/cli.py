@@ -18,6 +18,8 @@ from mberil_ros.errors import UserError
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("mberil_ros.sim.demo", "end-to-end demo on the embedded MuJoCo NEXTAGE"),
     "sim-demo": ("mberil_ros.sim.demo", "run the scripted demonstrators on each task suite"),
+    "sim-dataset": ("mberil_ros.sim.dataset_cli",
+                    "demonstration dataset straight from the simulator (no ROS)"),
     "record": ("mberil_ros.record", "run sim + demonstrator + recorder, write a rosbag2"),
     "train": ("mberil_ros.algos.train_cli", "train Offline-MB-ERIL or BC from a dataset"),
     "convert": ("mberil_ros.data.convert_cli", "rosbag2 (MCAP/sqlite3) and ROS 1 bags -> dataset"),

@@ -7,7 +7,7 @@ import pytest
 import torch
 from algos_tester import TINY_NET, tiny_data, tiny_dataset
 
-from mberil_ros.algos.bc import BCConfig
+from mberil_ros.algos.bc import BC, BCConfig
 from mberil_ros.algos.data import DataConfig, OfflineData
 from mberil_ros.algos.offline_mberil import OfflineMBERIL, OfflineMBERILConfig
 from mberil_ros.data.dataset import Dataset
@@ -115,3 +115,52 @@ def test_step_batches_draw_valid_steps_of_the_label_uniformly(data):
         hits.add((r, t))
     assert len(hits) > 0.8 * len(valid)  # uniform over steps, not over episodes
     assert data.sample_steps("suboptimal", 16, g).expert.logical_not().all()
+
+
+def test_offline_mberil_starts_from_a_bc_checkpoint_and_refuses_another_normalization(tmp_path):
+    from mberil_ros.algos.runner import TrainingRun
+    from mberil_ros.algos.train_config import load_train_config
+    from mberil_ros.errors import UserError
+
+    path = tiny_dataset(tmp_path, expert=6, suboptimal=4)
+    net = {**TINY_NET, "backbone": "mlp"}
+    cfg = load_train_config(None, [
+        "algorithm=bc", f"dataset={path}", f"output_dir={tmp_path}", "name=bc", "steps=3",
+        "eval_every=3", "checkpoint_every=3", "progress=false", "algo.data.val_fraction=0.25",
+        *[f"algo.network.{k}={v}" for k, v in net.items()]])
+    TrainingRun(cfg, tmp_path / "bc").run()
+    data = OfflineData(path, DataConfig(val_fraction=0.25))
+    algo = OfflineMBERIL(OfflineMBERILConfig.from_dict(
+        {"network": net, "data": {"val_fraction": 0.25}, "init_policy": str(tmp_path / "bc"),
+         "model_warmstart_steps": 2}), data)
+    from mberil_ros.algos import checkpoint as ckpt
+    saved = ckpt.load_weights(ckpt.resolve(tmp_path / "bc"))
+    for k, v in algo.policy.state_dict().items():
+        assert torch.equal(v, saved[f"policy.{k}"]), k
+    assert algo.bc_done == algo.cfg.bc_warmstart_steps and not algo.warm
+    algo.train_step(0)
+    algo.train_step(1)
+    assert algo.warm  # only the model's warm start was left
+    other = OfflineData(path, DataConfig(val_fraction=0.25, action_repr="absolute"))
+    with pytest.raises(UserError, match="init_policy.*another normalization"):
+        OfflineMBERIL(OfflineMBERILConfig.from_dict(
+            {"network": net, "data": {"val_fraction": 0.25, "action_repr": "absolute"},
+             "init_policy": str(tmp_path / "bc")}), other)
+
+
+def test_policy_ignore_hides_features_from_the_policy_only(data):
+    net = {**TINY_NET, "backbone": "mlp", "policy_ignore": ["*.vel"]}
+    algo = OfflineMBERIL(OfflineMBERILConfig.from_dict({"network": net}), data)
+    vel = [i for i, n in enumerate(data.state_names) if n.endswith(".vel")]
+    assert len(vel) == 6 and algo.policy.encoder.cfg.ignore_dims == vel
+    assert algo.model.encoder.cfg.ignore_dims is None  # the model still sees velocities
+    b = data.sample("expert", 2, torch.Generator().manual_seed(0))
+    changed = b.obs.clone()
+    changed[..., vel] += 5.0
+    with torch.no_grad():
+        torch.testing.assert_close(algo.policy(b.obs, b.prev_act)[0],
+                                   algo.policy(changed, b.prev_act)[0])
+        assert not torch.allclose(algo.model(b.obs, b.prev_act, b.act)[0],
+                                  algo.model(changed, b.prev_act, b.act)[0])
+    with pytest.raises(ValueError, match="policy_ignore.*'\\*.velocity' matches no"):
+        BC(BCConfig.from_dict({"network": {**net, "policy_ignore": ["*.velocity"]}}), data)

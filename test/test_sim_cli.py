@@ -53,3 +53,24 @@ def test_bad_layouts_file(tmp_path, capsys):
     assert main(["demo", "--layouts", str(f)]) == 2
     err = capsys.readouterr().err
     assert "l.yaml" in err and "layouts[0].target" in err
+
+
+def test_sim_dataset_generates_in_parallel_and_merges_into_one_dataset(tmp_path):
+    from mberil_ros.algos.data import OfflineData
+    from mberil_ros.cli import main
+    from mberil_ros.data.dataset import Dataset
+
+    out = tmp_path / "ds"
+    assert main(["sim-dataset", str(out), "--expert", "3", "--suboptimal", "2",
+                 "--expert-fraction", "0.5", "--jobs", "2", "--seed", "7"]) == 0
+    ds = Dataset(out)
+    labels = [m["label"] for m in ds.episodes]
+    assert labels.count("expert") == 3 and labels.count("suboptimal") == 2
+    seeds = [m["seed"] for m in ds.episodes]
+    assert len(set(seeds)) == 5 and min(seeds) >= 7
+    assert [m["source_episode"] for m in ds.episodes] == list(range(5))
+    assert sum(m["demonstrator"] == "expert" for m in ds.episodes) == 4  # 1 of 2 unlabeled
+    assert ds.num_frames == sum(m["length"] for m in ds.episodes)
+    OfflineData(out)  # the trainer reads it
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no leftovers
+    assert main(["sim-dataset", str(out), "--expert", "1", "--suboptimal", "0"]) == 2

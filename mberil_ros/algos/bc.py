@@ -9,6 +9,7 @@ tokens, Ota 2024); with ``mlp`` it is x_t alone.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -68,8 +69,9 @@ class BCConfig:
 
 
 def build_policy(net: NetworkConfig, data: OfflineData) -> TanhGaussianPolicy:
-    policy = TanhGaussianPolicy(PolicyConfig(encoder=net.encoder(data.obs_dim, data.act_dim),
-                                             hidden=net.head_hidden))
+    enc = dataclasses.replace(net.encoder(data.obs_dim, data.act_dim),
+                              ignore_dims=net.policy_ignore_dims(data.state_names))
+    policy = TanhGaussianPolicy(PolicyConfig(encoder=enc, hidden=net.head_hidden))
     configure_features(data, policy)
     return policy
 

@@ -50,12 +50,19 @@ class NetworkConfig:
     mlp_hidden: int = 256  # hidden width of the "mlp" backbone's encoder
     features: str = "none"  # extra inputs computed inside every network from x_t: "none" |
     #   "hand" (forward kinematics: hand xyz, goal - hand, obstacle centres - hand)
+    policy_ignore: list[str] = field(default_factory=list)  # observation features the POLICY
+    #   does not read, as fnmatch patterns on the state names (e.g. "*.vel": joint velocities
+    #   let a cloned policy copy its last motion instead of reading the task, docs/learning.md)
     head_hidden: int = 256  # hidden width of every head MLP
 
     def __post_init__(self) -> None:
         if self.backbone not in BACKBONES:
             raise ValueError(f"network.backbone must be one of {BACKBONES}, got "
                              f"{self.backbone!r}")
+        if not isinstance(self.policy_ignore, list) or not all(
+                isinstance(p, str) for p in self.policy_ignore):
+            raise ValueError(f"network.policy_ignore must be a list of patterns, got "
+                             f"{self.policy_ignore!r}")
         if self.features not in FEATURES:
             raise ValueError(f"network.features must be one of {FEATURES}, got "
                              f"{self.features!r}")
@@ -67,6 +74,20 @@ class NetworkConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
                 raise ValueError(f"network.{name} must be a positive int, got {v!r}")
+
+    def policy_ignore_dims(self, state_names: list[str]) -> list[int] | None:
+        """Indices of the state features the policy ignores; a pattern matching nothing is
+        an error (a typo would otherwise silently keep the feature)."""
+        import fnmatch
+
+        dims: set[int] = set()
+        for pattern in self.policy_ignore:
+            hits = [i for i, n in enumerate(state_names) if fnmatch.fnmatchcase(n, pattern)]
+            if not hits:
+                raise ValueError(f"network.policy_ignore: {pattern!r} matches no observation "
+                                 f"feature (e.g. {state_names[:3]})")
+            dims.update(hits)
+        return sorted(dims) or None
 
     def encoder(self, obs_dim: int, act_dim: int) -> EncoderConfig:
         return EncoderConfig(obs_dim=obs_dim, act_dim=act_dim, backbone=self.backbone,

@@ -24,6 +24,7 @@ the algorithm's generator) keeps this at one extra encoder pass.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -60,6 +61,7 @@ from mberil_ros.algos.common import (
     tanh_gaussian_sample,
 )
 from mberil_ros.algos.data import Batch, DataConfig, OfflineData, masked_mean
+from mberil_ros.errors import UserError
 from mberil_ros.models.config import DiscriminatorConfig, DynamicsConfig
 from mberil_ros.models.encoder import SequenceEncoder
 from mberil_ros.models.heads import Discriminator, GaussianEnsembleDynamics, mlp
@@ -106,6 +108,9 @@ class OfflineMBERILConfig:
     batch_size: int = 16  # episodes (whole, padded) per batch and data source
     rollout_batch: int = 16  # rollouts started per iteration
     bc_warmstart_steps: int = 1000  # BC steps on D_E before the adversarial loop
+    init_policy: str | None = None  # a BC checkpoint (or run folder) to start the policy
+    #   from instead of the BC warm start (same network, dataset and data settings; its
+    #   normalization must match); bc_warmstart_steps is then skipped
     model_warmstart_steps: int = 1000  # MLE steps on D_E u D_S before the adversarial loop
     disc_steps: int = 1  # discriminator steps per iteration
     policy_steps: int = 1  # policy steps per iteration
@@ -298,7 +303,25 @@ class OfflineMBERIL:
         t_max = data.train.obs.shape[1] + c.horizon + 1
         self.fifo = RolloutFIFO(c.fifo_size, t_max, data.obs_dim, data.act_dim)
         self.bc_done = self.mle_done = 0
+        if c.init_policy:
+            self._load_initial_policy(c.init_policy)
         self.grad_sync = no_grad_sync
+
+    def _load_initial_policy(self, path: str) -> None:
+        """The policy (and its baseline) from a trained checkpoint: the warm start is done."""
+        from pathlib import Path
+
+        from mberil_ros.algos import checkpoint as ckpt
+
+        folder = ckpt.resolve(Path(path))
+        norm = json.loads((folder / ckpt.NORMALIZATION).read_text())
+        if norm != json.loads(json.dumps(self.data.codec.to_dict())):
+            raise UserError(f"algo.init_policy: {folder} was trained with another "
+                            "normalization (dataset, split or data settings differ)")
+        weights = {k: v for k, v in ckpt.load_weights(folder).items()
+                   if k.startswith("policy.")}
+        ckpt.load_modules({"policy": self.policy}, weights, folder)
+        self.bc_done = self.cfg.bc_warmstart_steps
 
     # ---- protocol ------------------------------------------------------------------------------
     def modules(self) -> dict[str, nn.Module]:

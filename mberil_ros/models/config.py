@@ -77,6 +77,7 @@ class EncoderConfig:
     backbone: str = "mamba"
     inputs: str = "state_prev_action"  # one of INPUTS (both backbones)
     features: str = "none"  # one of FEATURES
+    ignore_dims: list[int] | None = None  # observation dims this encoder does not read
     d_model: int = 128
     n_layers: int = 4
     context: int = 32
@@ -97,6 +98,13 @@ class EncoderConfig:
         if self.features not in FEATURES:
             raise ValueError(f"EncoderConfig.features must be one of {FEATURES}, "
                              f"got {self.features!r}")
+        if self.ignore_dims is not None:
+            dims = sorted({int(d) for d in self.ignore_dims})
+            if not all(0 <= d < self.obs_dim for d in dims) or len(dims) >= self.obs_dim:
+                raise ValueError(f"EncoderConfig.ignore_dims must be indices in "
+                                 f"[0, {self.obs_dim}) leaving at least one, got "
+                                 f"{self.ignore_dims!r}")
+            self.ignore_dims = dims or None
         if self.features == "hand" and self.act_dim % 6:
             raise ValueError(f"EncoderConfig.features 'hand' needs 6 joints per arm, got "
                              f"act_dim {self.act_dim}")

@@ -69,7 +69,12 @@ class SequenceEncoder(nn.Module):
         self.uses_prev = cfg.inputs == "state_prev_action"
         self.features = (HandFeatures(cfg.obs_dim, cfg.act_dim // 6, MAX_OBSTACLES)
                          if cfg.features == "hand" else None)
-        in_dim = (cfg.obs_dim + (cfg.act_dim if self.uses_prev else 0)
+        ignore = set(cfg.ignore_dims or ())
+        keep = [i for i in range(cfg.obs_dim) if i not in ignore]
+        # config-derived, so not saved: a checkpoint rebuilds it from its policy_config
+        self.register_buffer("keep_index", torch.tensor(keep, dtype=torch.long),
+                             persistent=False)
+        in_dim = (len(keep) + (cfg.act_dim if self.uses_prev else 0)
                   + (self.features.out_dim if self.features is not None else 0))
         if cfg.backbone == "mlp":
             self.mlp = nn.Sequential(
@@ -92,13 +97,13 @@ class SequenceEncoder(nn.Module):
         return h
 
     def _inputs(self, obs: torch.Tensor, prev_act: torch.Tensor | None) -> torch.Tensor:
-        parts = [obs]
+        parts = [obs if self.cfg.ignore_dims is None else obs.index_select(-1, self.keep_index)]
         if self.features is not None:
             parts.append(self.features(obs))
         if self.uses_prev:
             parts.append(prev_act if prev_act is not None
                          else obs.new_zeros(*obs.shape[:-1], self.cfg.act_dim))
-        return torch.cat(parts, dim=-1) if len(parts) > 1 else obs
+        return torch.cat(parts, dim=-1) if len(parts) > 1 else parts[0]
 
     def check(self, obs: torch.Tensor, prev_act: torch.Tensor | None) -> None:
         check_input("observation", obs, self.cfg.obs_dim, "observation width")
