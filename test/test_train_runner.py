@@ -125,7 +125,7 @@ def test_ddp_two_processes_stay_identical(tmp_path, dataset):
          f"output_dir={runs}", "name=ddp", *TINY],
         capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "4 x 2 process(es) = 8 sequences" in result.stdout
+    assert "4 x 2 process(es) = 8 whole episodes" in result.stdout
     assert result.stdout.count("parameters identical across 2 ranks") == 2  # steps 6 and 12
     checkpoints = runs / "ddp" / "checkpoints"
     assert sorted(p.name for p in checkpoints.iterdir() if p.name.isdigit()) == [

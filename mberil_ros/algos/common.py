@@ -38,22 +38,23 @@ class NetworkConfig:
     """Sizes shared by every network of an algorithm (policy, model, discriminator)."""
 
     backbone: str = "mamba"  # "mamba": history encoder (§7); "mlp": x_t alone (conventional)
-    policy_inputs: str = "state_prev_action"  # what every network reads at step t: "state"
-    #   (x_t; Mamba: tokens of x_k) | "state_prev_action" (x_t and the previous-action token
-    #   u_{t-1} - q_t; Mamba: tokens of (x_k, that token))
+    policy_inputs: str = "state"  # what every network reads at step t: "state" (x_t; Mamba:
+    #   tokens of x_k) | "state_prev_action" (x_t and the previous-action token u_{t-1} - q_t;
+    #   Mamba: tokens of (x_k, that token)); the token lets a cloned policy copy its last
+    #   motion (docs/learning.md), so it is the ablation, not the default
     d_model: int = 128  # encoder width (latent size)
     n_layers: int = 4  # Mamba blocks
     context: int = 32  # K: time-embedding rows; steps past K reuse row K-1
     d_state: int = 16  # Mamba SSM state size
     d_conv: int = 4  # Mamba causal conv width
     expand: int = 2  # Mamba inner width factor
-    mlp_hidden: int = 256  # hidden width of the "mlp" backbone's encoder
-    features: str = "none"  # extra inputs computed inside every network from x_t: "none" |
+    mlp_hidden: int = 512  # hidden width of the "mlp" backbone's encoder
+    head_hidden: int = 512  # hidden width of every head MLP
+    features: str = "hand"  # extra inputs computed inside every network from x_t: "none" |
     #   "hand" (forward kinematics: hand xyz, goal - hand, obstacle centres - hand)
-    policy_ignore: list[str] = field(default_factory=list)  # observation features the POLICY
-    #   does not read, as fnmatch patterns on the state names (e.g. "*.vel": joint velocities
-    #   let a cloned policy copy its last motion instead of reading the task, docs/learning.md)
-    head_hidden: int = 256  # hidden width of every head MLP
+    policy_ignore: list[str] = field(default_factory=lambda: ["*.vel"])  # observation
+    #   features the POLICY does not read, fnmatch patterns on the state names ("*.vel":
+    #   joint velocities let a cloned policy copy its last motion, docs/learning.md)
 
     def __post_init__(self) -> None:
         if self.backbone not in BACKBONES:

@@ -41,7 +41,7 @@ class DataConfig:
     val_fraction: float = 0.1  # fraction of episodes (per label) held out for evaluate()
     split_seed: int = 0  # seed of the episode split (the same on every rank)
     max_seq_len: int | None = None  # None: whole episodes; else prefixes of this length
-    action_repr: str = "delta_position"  # what the policy predicts: absolute joint targets |
+    action_repr: str = "delta_command"  # what the policy predicts: absolute joint targets |
     #   delta_position (target - measured position) | delta_command (target - last command)
     obs_min_std: float = 1e-4  # observation features with a smaller std keep scale 1
     act_margin: float = 0.05  # predicted range widened by this fraction of (max - min) per side

@@ -164,10 +164,13 @@ class TrainingRun:
         self._setup()
         run = self.cfg.run
         if self.dist.is_main:
-            batch = getattr(self.cfg.algo, "batch_size", None)
+            algo = self.cfg.algo
+            batch, unit = getattr(algo, "batch_size", None), "whole episodes"
+            if algo.network.backbone == "mlp" and hasattr(algo, "step_batch_size"):
+                batch, unit = algo.step_batch_size, "expert steps (BC)"
             if batch is not None:
                 print(f"effective batch: {batch} x {self.dist.world_size} process(es) = "
-                      f"{batch * self.dist.world_size} sequences per step")
+                      f"{batch * self.dist.world_size} {unit} per step")
         bar = None
         if self.dist.is_main and run.progress:
             from tqdm import tqdm
