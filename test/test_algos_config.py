@@ -164,3 +164,17 @@ def test_policy_ignore_hides_features_from_the_policy_only(data):
                                   algo.model(changed, b.prev_act, b.act)[0])
     with pytest.raises(ValueError, match="policy_ignore.*'\\*.velocity' matches no"):
         BC(BCConfig.from_dict({"network": {**net, "policy_ignore": ["*.velocity"]}}), data)
+
+
+def test_cosine_lr_schedule_is_a_function_of_the_step(data):
+    from mberil_ros.algos.bc import cosine_lr
+
+    assert cosine_lr(1e-3, 0, 100) == pytest.approx(1e-3)
+    assert cosine_lr(1e-3, 50, 100) == pytest.approx(5e-4)
+    assert cosine_lr(1e-3, 100, 100) == pytest.approx(0.0, abs=1e-12)
+    assert cosine_lr(1e-3, 500, 100) == pytest.approx(0.0, abs=1e-12)
+    assert cosine_lr(1e-3, 500, 0) == 1e-3  # off
+    algo = BC(BCConfig.from_dict({"network": {**TINY_NET, "backbone": "mlp"},
+                                  "lr_decay_steps": 10, "step_batch_size": 8}), data)
+    algo.train_step(5)
+    assert algo.optim.param_groups[0]["lr"] == pytest.approx(5e-4)

@@ -171,6 +171,10 @@ class TrainingRun:
             if batch is not None:
                 print(f"effective batch: {batch} x {self.dist.world_size} process(es) = "
                       f"{batch * self.dist.world_size} {unit} per step")
+            decay = getattr(algo, "lr_decay_steps", 0)
+            if 0 < decay < run.steps:
+                print(f"note: algo.lr_decay_steps={decay} < steps={run.steps}: the learning "
+                      f"rate is 0 after step {decay}")
         bar = None
         if self.dist.is_main and run.progress:
             from tqdm import tqdm

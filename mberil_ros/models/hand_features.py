@@ -25,6 +25,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from mberil_ros.errors import UserError
+
 ARM_JOINTS = 6
 HAND_LINKS = {"R": "RARM_JOINT5_Link", "L": "LARM_JOINT5_Link"}
 
@@ -75,14 +77,21 @@ class HandFeatures(nn.Module):
         from mberil_ros.robot_description import RobotDescription, rpy_matrix
 
         names = list(state_names)
+
+        def at(name: str) -> int:
+            if name not in names:
+                raise UserError(f"network.features 'hand' needs the observation feature "
+                                f"{name!r}, which this dataset does not have (use "
+                                "features: none)")
+            return names.index(name)
+
         hands = [joint_names[i * ARM_JOINTS:(i + 1) * ARM_JOINTS] for i in range(self.n_hands)]
         goal_roles = ("goal", "goal_left")
         robot = RobotDescription.from_xacro(urdf)
         rest = {j: 0.0 for j in robot.movable_joints}
         for h, joints in enumerate(hands):
-            self.q_index[h] = torch.tensor([names.index(f"{j}.pos") for j in joints])
-            self.goal_index[h] = torch.tensor([names.index(f"{goal_roles[h]}.{c}")
-                                               for c in "xyz"])
+            self.q_index[h] = torch.tensor([at(f"{j}.pos") for j in joints])
+            self.goal_index[h] = torch.tensor([at(f"{goal_roles[h]}.{c}") for c in "xyz"])
             specs = [robot.joints[j] for j in joints]
             base = robot.forward_kinematics(rest)[specs[0].parent]
             self.base_rotation[h] = torch.from_numpy(base[:3, :3]).float()
@@ -94,7 +103,7 @@ class HandFeatures(nn.Module):
                 self.joint_axis[h, k] = torch.from_numpy(axis / np.linalg.norm(axis)).float()
         for k in range(self.n_obstacles):
             self.obstacle_index[k] = torch.tensor(
-                [names.index(f"obstacle{k}.{f}") for f in ("x", "y", "z", "present")])
+                [at(f"obstacle{k}.{f}") for f in ("x", "y", "z", "present")])
         self.obs_mean.copy_(torch.as_tensor(obs_mean, dtype=torch.float32))
         self.obs_scale.copy_(torch.as_tensor(obs_scale, dtype=torch.float32))
         self.feat_mean.zero_()
