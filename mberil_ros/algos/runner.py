@@ -164,13 +164,15 @@ class TrainingRun:
         self._setup()
         run = self.cfg.run
         if self.dist.is_main:
-            algo = self.cfg.algo
-            batch, unit = getattr(algo, "batch_size", None), "whole episodes"
-            if algo.network.backbone == "mlp" and hasattr(algo, "step_batch_size"):
-                batch, unit = algo.step_batch_size, "expert steps (BC)"
+            algo, n = self.cfg.algo, self.dist.world_size
+            batch = getattr(algo, "batch_size", None)
             if batch is not None:
-                print(f"effective batch: {batch} x {self.dist.world_size} process(es) = "
-                      f"{batch * self.dist.world_size} {unit} per step")
+                line = (f"effective batch: {batch} x {n} process(es) = {batch * n} whole "
+                        "episodes per step")
+                if algo.network.backbone == "mlp" and hasattr(algo, "step_batch_size"):
+                    k = algo.step_batch_size
+                    line += f"; behaviour cloning: {k} x {n} = {k * n} i.i.d. expert steps"
+                print(line)
             decay = getattr(algo, "lr_decay_steps", 0)
             if 0 < decay < run.steps:
                 print(f"note: algo.lr_decay_steps={decay} < steps={run.steps}: the learning "
