@@ -120,6 +120,14 @@ class EpisodeSet:
                      self.next_obs[rows, :t], self.next_prev_act[rows, :t], mask,
                      self.expert[rows])
 
+    def gather_steps(self, pairs: torch.Tensor) -> Batch:
+        """Single steps (``pairs``: (n, 2) rows of (episode row, step)) as length-1 sequences."""
+        r, t = pairs.unbind(1)
+        pick = lambda x: x[r, t][:, None]  # noqa: E731
+        return Batch(pick(self.obs), pick(self.act), pick(self.prev_act), pick(self.next_obs),
+                     pick(self.next_prev_act), torch.ones(len(r), 1, dtype=torch.bool),
+                     self.expert[r])
+
 
 class OfflineData:
     """The training data pipeline: ``OfflineData(dataset_or_path, DataConfig())``."""
@@ -217,12 +225,8 @@ class OfflineData:
     def sample(self, label: str, batch_size: int, generator: torch.Generator,
                split: str = "train") -> Batch:
         """``batch_size`` episodes (with replacement) of ``label`` from ``split``."""
-        if label not in LABELS:
-            raise ValueError(f"label must be one of {LABELS}, got {label!r}")
         episodes = self.split(split)
-        ids = episodes.index[label]
-        if len(ids) == 0:
-            raise UserError(f"{self.name}: no {label} episodes in the {split} split")
+        ids = self._pool(episodes.index, label, split, "episodes")
         pick = torch.randint(len(ids), (batch_size,), generator=generator)
         return episodes.gather(ids[pick])
 
@@ -232,17 +236,18 @@ class OfflineData:
         episodes: a batch of length-1 sequences. Only for networks that read x_t alone (the
         mlp backbone), where a step does not need its history; i.i.d. transitions fit them
         far better per update than a few whole, correlated episodes."""
+        episodes = self.split(split)
+        pool = self._pool(episodes.steps_index, label, split, "steps")
+        return episodes.gather_steps(pool[torch.randint(len(pool), (n,), generator=generator)])
+
+    def _pool(self, index: dict[str, torch.Tensor], label: str, split: str, what: str
+              ) -> torch.Tensor:
+        """What ``label`` draws from in ``index``; a clear error for an unknown or empty one."""
         if label not in LABELS:
             raise ValueError(f"label must be one of {LABELS}, got {label!r}")
-        eps = self.split(split)
-        pool = eps.steps_index[label]
-        if len(pool) == 0:
-            raise UserError(f"{self.name}: no {label} steps in the {split} split")
-        r, t = pool[torch.randint(len(pool), (n,), generator=generator)].unbind(1)
-        pick = lambda x: x[r, t][:, None]  # noqa: E731
-        return Batch(pick(eps.obs), pick(eps.act), pick(eps.prev_act), pick(eps.next_obs),
-                     pick(eps.next_prev_act), torch.ones(n, 1, dtype=torch.bool),
-                     eps.expert[r])
+        if len(index[label]) == 0:
+            raise UserError(f"{self.name}: no {label} {what} in the {split} split")
+        return index[label]
 
     def batches(self, label: str, batch_size: int, split: str = "val") -> list[Batch]:
         """Every episode of ``label`` in ``split``, in order (evaluation)."""

@@ -116,9 +116,7 @@ class HandFeatures(nn.Module):
     # ---- forward -----------------------------------------------------------------------------
     def hand_positions(self, x_n: torch.Tensor) -> torch.Tensor:
         """(..., n_hands, 3) hand positions in WAIST from a normalized observation."""
-        raw_q = x_n[..., self.q_index.flatten()] * self.obs_scale[self.q_index.flatten()] \
-            + self.obs_mean[self.q_index.flatten()]
-        q = raw_q.unflatten(-1, (self.n_hands, ARM_JOINTS))
+        q = self._raw(x_n, self.q_index.flatten()).unflatten(-1, (self.n_hands, ARM_JOINTS))
         out = []
         for h in range(self.n_hands):
             rot = self.base_rotation[h].expand(*q.shape[:-2], 3, 3)
@@ -130,14 +128,17 @@ class HandFeatures(nn.Module):
             out.append(pos)
         return torch.stack(out, -2)
 
+    def _raw(self, x_n: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """Raw observation values at ``idx`` from the normalized observation."""
+        return x_n[..., idx] * self.obs_scale[idx] + self.obs_mean[idx]
+
     def forward(self, x_n: torch.Tensor) -> torch.Tensor:
-        raw = lambda idx: x_n[..., idx] * self.obs_scale[idx] + self.obs_mean[idx]  # noqa: E731
         hand = self.hand_positions(x_n)
-        ob = raw(self.obstacle_index.flatten()).unflatten(-1, (self.n_obstacles, 4))
+        ob = self._raw(x_n, self.obstacle_index.flatten()).unflatten(-1, (self.n_obstacles, 4))
         parts = []
         for h in range(self.n_hands):
             p = hand[..., h, :]
-            parts += [p, raw(self.goal_index[h]) - p]
+            parts += [p, self._raw(x_n, self.goal_index[h]) - p]
             parts.append(((ob[..., :3] - p[..., None, :]) * ob[..., 3:4]).flatten(-2))
         f = torch.cat(parts, -1)
         return (f - self.feat_mean) / self.feat_scale

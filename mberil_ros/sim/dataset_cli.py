@@ -56,8 +56,6 @@ def _shares(n: int, jobs: int) -> list[int]:
 
 def merge(parts: list[Path], out: Path, overwrite: bool) -> Path:
     """One dataset from several with the same features: episodes in part order."""
-    import json
-
     from mberil_ros.data.dataset import Dataset
     from mberil_ros.data.writer import DatasetWriter
 
@@ -81,7 +79,6 @@ def merge(parts: list[Path], out: Path, overwrite: bool) -> Path:
         info = {key: v for key, v in first.info.items()
                 if key not in ("codebase_version", "total_episodes", "total_frames",
                                "data_path", "episodes_path", "features")}
-        json.dumps(info)  # plain values only
         return writer.finish(info)
     except BaseException:
         writer.abort()
