@@ -35,3 +35,28 @@ def urdf_xacro() -> Path:
 
 def config_file(name: str) -> Path:
     return share_dir() / "config" / name
+
+
+def current_umask() -> int:
+    import os
+
+    mask = os.umask(0)  # the only portable way to read it; restored at once
+    os.umask(mask)
+    return mask
+
+
+def apply_umask(root: Path) -> None:
+    """Give ``root`` and everything under it the modes a plain mkdir/open would have.
+
+    Temporary folders (mkdtemp: 0700) and some writers (0600) are private; what the project
+    writes for users (datasets, checkpoints) must be readable by whoever the umask allows,
+    e.g. another user or a deployment container."""
+    import os
+
+    mask = current_umask()
+    os.chmod(root, 0o777 & ~mask)
+    for parent, dirs, files in os.walk(root):
+        for d in dirs:
+            os.chmod(os.path.join(parent, d), 0o777 & ~mask)
+        for f in files:
+            os.chmod(os.path.join(parent, f), 0o666 & ~mask)

@@ -177,3 +177,30 @@ def test_obstacles_are_rviz_markers_that_follow_the_episode(tmp_path):
     assert [(m.scale.x, m.scale.y, m.scale.z) for m in first] == [
         pytest.approx((0.05, 0.06, 0.20)), pytest.approx((0.08, 0.08, 0.08))]
     assert len(second) == 1 and second[0].type == Marker.SPHERE
+
+
+def test_a_success_settles_for_settle_ticks_before_the_episode_ends():
+    """The end marker comes settle_ticks after the first success (the hand coming to rest,
+    as in generated datasets); a collision while settling ends the episode at once."""
+    from types import SimpleNamespace
+
+    from mberil_ros.nodes.sim_node import SimNode
+
+    def node(settle: int) -> SimpleNamespace:
+        task = SimpleNamespace(is_done=lambda i: i["success"] or i["collision"])
+        return SimpleNamespace(task=task, success_info=None, settle_left=0,
+                               get_parameter=lambda name: SimpleNamespace(value=settle))
+
+    moving = {"success": False, "collision": False}
+    reached = {"success": True, "collision": False}
+    n = node(3)
+    assert SimNode._episode_outcome(n, moving) is None
+    assert SimNode._episode_outcome(n, reached) is None  # settling starts
+    assert SimNode._episode_outcome(n, dict(moving)) is None
+    assert SimNode._episode_outcome(n, dict(reached)) is None
+    assert SimNode._episode_outcome(n, dict(reached)) is reached  # 3 ticks later
+
+    n = node(3)
+    SimNode._episode_outcome(n, reached)
+    assert SimNode._episode_outcome(n, {"success": False, "collision": True}) is reached
+    assert SimNode._episode_outcome(node(0), reached) is reached  # settle_ticks 0: at once

@@ -28,6 +28,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from mberil_ros.errors import UserError
+from mberil_ros.paths import apply_umask
 
 WEIGHTS = "model.safetensors"
 POLICY_CONFIG = "policy_config.json"
@@ -120,6 +121,7 @@ def save_checkpoint(
         for f in tmp.iterdir():  # the data must be on disk before the rename makes it visible
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())
+        apply_umask(tmp)
         if final.exists():  # re-saving the same step (e.g. final checkpoint == periodic)
             shutil.rmtree(final)
         os.replace(tmp, final)

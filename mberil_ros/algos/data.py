@@ -203,12 +203,14 @@ class OfflineData:
 
     def _mixing_ratio(self) -> float | None:
         """Fraction of expert-demonstrator frames inside the sub-optimal (unlabeled) set, when
-        every sub-optimal episode names a known sim demonstrator; else None (unknown)."""
+        every sub-optimal episode names a known sim demonstrator; else None (unknown). An
+        expert run that failed (kept by `failed_expert: suboptimal`) is not a positive."""
         subs = [m for m in self.dataset.episodes if m["label"] == "suboptimal"]
         if not subs or any(m.get("demonstrator") not in DEMONSTRATORS for m in subs):
             return None
         total = sum(m["length"] for m in subs)
-        return sum(m["length"] for m in subs if m["demonstrator"] == "expert") / total
+        return sum(m["length"] for m in subs
+                   if m["demonstrator"] == "expert" and m.get("success") is not False) / total
 
     def train_observations(self) -> np.ndarray:
         """Raw observations of every valid step of the training split (feature statistics)."""

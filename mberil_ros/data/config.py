@@ -9,9 +9,12 @@ from typing import Any
 
 import yaml
 
+from mberil_ros.data.episodes import LABELS
 from mberil_ros.errors import UserError
 from mberil_ros.sim import spaces
 
+EPISODE_RULES = ("auto", "markers", "bag")
+FAILED_EXPERT = ("drop", "suboptimal")
 RIGHT = list(spaces.RARM_JOINTS)
 LEFT = list(spaces.LARM_JOINTS)
 
@@ -58,6 +61,12 @@ class DatasetConfig:
     action_source: str = "forward"
     controller_joints: list[str] = field(default_factory=lambda: RIGHT + LEFT)
     max_episode_seconds: float = 900.0
+    episodes: str = "auto"  # markers | bag | auto (markers when the bag has the topic)
+    label: str = "expert"  # label of episodes cut without markers
+    split_gap: float | None = None  # without markers: a command pause longer than this (s)
+    #   starts a new episode; None: one episode per bag
+    failed_expert: str = "drop"  # an expert episode whose end marker says success: false:
+    #   drop | suboptimal (kept, relabelled)
     topics: dict[str, TopicConfig] = field(default_factory=dict)
 
     # ---- derived layout -------------------------------------------------------------------
@@ -153,6 +162,14 @@ def config_from_dict(raw: dict[str, Any], where: str = "dataset config") -> Data
         _check(not missing, where, f"controller_joints lacks {missing}")
     _check(isinstance(cfg.max_episode_seconds, (int, float)) and cfg.max_episode_seconds > 0,
            where, "max_episode_seconds must be > 0")
+    _check(cfg.episodes in EPISODE_RULES, where,
+           f"episodes must be one of {EPISODE_RULES}, got {cfg.episodes!r}")
+    _check(cfg.label in LABELS, where, f"label must be one of {LABELS}, got {cfg.label!r}")
+    _check(cfg.split_gap is None or (isinstance(cfg.split_gap, (int, float))
+                                     and cfg.split_gap > 0), where,
+           f"split_gap must be null or a number of seconds > 0, got {cfg.split_gap!r}")
+    _check(cfg.failed_expert in FAILED_EXPERT, where,
+           f"failed_expert must be one of {FAILED_EXPERT}, got {cfg.failed_expert!r}")
 
     topics_raw = raw.get("topics") or {}
     _check(isinstance(topics_raw, dict), where, "topics must be a mapping")

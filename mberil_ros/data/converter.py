@@ -11,13 +11,20 @@ both ticks usable and consecutive, so the last tick of an episode is not a frame
 dropped tick is dropped too: next.observation.state is always exactly one tick later.
 An episode with a dropped tick inside is written as several dataset episodes (meta
 ``segment`` / ``segments``), so no two frames on either side of the hole are ever adjacent.
+
+Episodes come from the /task/episode markers when the bag has them (``episodes: auto``).
+A bag without them (a plain ``ros2 bag record`` of a lab demonstration) is one episode from
+its first to its last command, labelled ``label``; with ``split_gap`` a pause in the
+commands longer than that many seconds starts a new one. Such bags may lack the task
+topics: the goal is then the hand's final position (the demonstration went there) and
+there are no obstacles; the report says so.
 """
 
 from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +41,8 @@ from mberil_ros.data.report import ConversionReport, TopicReport
 from mberil_ros.data.resample import OutOfOrder, TopicBuffer
 from mberil_ros.data.writer import DatasetWriter, check_output
 from mberil_ros.errors import UserError
+from mberil_ros.robot_description import RobotDescription
+from mberil_ros.sim import spaces
 
 NS = 1_000_000_000
 MAINTAIN_NS = NS  # trim buffers / update progress every second of bag time
@@ -53,7 +62,26 @@ class BagConverter:
         self.decoders: dict[str, FeatureDecoder] = {}
         self.push: dict[int, Any] = {}  # connection id -> callable(receive_ns, raw)
         self.conns = []
+        marker = cfg.topics["episode"]
+        counts: dict[str, int] = {}
+        for c in bag.reader.connections:
+            counts[c.topic] = counts.get(c.topic, 0) + c.msgcount
+        self.by_markers = cfg.episodes == "markers" or (cfg.episodes == "auto"
+                                                        and marker.name in counts)
+        self.rule = ("markers" if self.by_markers
+                     else "split_gap" if cfg.split_gap is not None else "bag")
+        report.episode_rules[str(bag.path)] = self.rule
+        self._check_arm(counts)
+        # without markers the task topics are optional (a lab's plain recording)
+        optional = () if self.by_markers else ("goal", "goal_left", "obstacles")
+        self.missing = [r for r in self.roles if r in optional and cfg.topics[r].name not in counts]
+        for role in self.missing:
+            report.filled.append(f"{bag.path.name}: {cfg.topics[role].name} not in the bag: "
+                                 + ("goal = the hand's final position" if role != "obstacles"
+                                    else "no obstacles"))
         for role in self.roles:
+            if role in self.missing:
+                continue
             topic = cfg.topics[role]
             conns = bag.connections(topic.name, topic.msgtype)
             decoder = make_feature(role, cfg, bag.deserializer(topic.msgtype), bag.ros1)
@@ -64,11 +92,31 @@ class BagConverter:
             self.buffers[role], self.decoders[role] = buffer, decoder
             self.push.update({c.id: buffer.push for c in conns})
             self.conns += conns
-        marker = cfg.topics["episode"]
-        marker_conns = bag.connections(marker.name, marker.msgtype)
-        self.marker_text = bag.deserializer(marker.msgtype)
-        self.push.update({c.id: self._on_marker for c in marker_conns})
-        self.conns += marker_conns
+        if self.by_markers:
+            marker_conns = bag.connections(marker.name, marker.msgtype)
+            self.marker_text = bag.deserializer(marker.msgtype)
+            self.push.update({c.id: self._on_marker for c in marker_conns})
+            self.conns += marker_conns
+        else:
+            action = cfg.topics[cfg.action_role]
+            push_action = self.buffers[cfg.action_role].push
+
+            def on_action(t: int, raw: bytes) -> None:
+                push_action(t, raw)
+                self._on_action_time(t)
+
+            self.push.update({c.id: on_action for c in bag.connections(action.name,
+                                                                        action.msgtype)})
+            self.last_action_ns = 0
+            self.next_episode = 0
+
+    def _check_arm(self, counts: dict[str, int]) -> None:
+        """A one-arm dataset from a bag with a left-hand goal would silently drop an arm."""
+        goal_left = self.cfg.topics["goal_left"].name
+        if self.cfg.arm != "both" and counts.get(goal_left, 0) > 0:
+            raise UserError(f"{self.bag.path}: topic {goal_left} has messages (a both-arms "
+                            f"recording) but the dataset's arm is {self.cfg.arm}: convert "
+                            "with --arm both")
 
     # ---- reading ----------------------------------------------------------------------------
     def run(self) -> None:
@@ -83,6 +131,8 @@ class BagConverter:
             except OutOfOrder as exc:
                 raise UserError(f"{self.bag.path}: topic {conn.topic}: decreasing timestamps "
                                 f"({exc})") from None
+        if not self.by_markers and self.tracker.open is not None:
+            self._close_window(self.last_action_ns)  # the bag's last command ends it
         self._advance(2**62, final=True)  # end of bag: every closed episode is due
         if self.tracker.open is not None:
             w = self.tracker.open
@@ -100,7 +150,31 @@ class BagConverter:
             raise UserError(f"{self.bag.path}: topic {name} at {t / NS:.3f} s: cannot "
                             f"deserialize ({exc})") from None
         if window is not None:
+            if window.params.get("arm", self.cfg.arm) != self.cfg.arm:
+                raise UserError(f"{self.bag.path}: topic {name}: episode {window.episode} was "
+                                f"recorded with arm {window.params['arm']} but the dataset's "
+                                f"arm is {self.cfg.arm}: convert with --arm "
+                                f"{window.params['arm']}")
             self.closing.append(window)
+
+    def _on_action_time(self, t: int) -> None:
+        """Episodes without markers: the first command opens one; with split_gap, a pause
+        longer than that closes it at the last command before the pause."""
+        gap = self.cfg.split_gap
+        if (self.tracker.open is not None and gap is not None
+                and t - self.last_action_ns > gap * NS):
+            self._close_window(self.last_action_ns)
+        if self.tracker.open is None:
+            self.tracker.open = Window(
+                episode=self.next_episode, start_ns=t, label=self.cfg.label, demonstrator="",
+                suite="", seed=None, params={"episode_rule": self.rule})
+            self.next_episode += 1
+        self.last_action_ns = t
+
+    def _close_window(self, end_ns: int) -> None:
+        window, self.tracker.open = self.tracker.open, None
+        window.end_ns = end_ns
+        self.closing.append(window)
 
     def _advance(self, t: int, final: bool = False) -> int:
         """Finalize due episodes, bound the buffers; return the next time to come back."""
@@ -110,9 +184,10 @@ class BagConverter:
         if self.tracker.open is not None:
             w = self.tracker.open
             if not final and (t - w.start_ns) / NS > self.cfg.max_episode_seconds:
+                why = (f"lost end marker on {self.cfg.topics['episode'].name}?"
+                       if self.by_markers else "no markers: cut it with --split-gap SEC")
                 raise UserError(f"{self.bag.path}: episode {w.episode} is longer than "
-                                f"max_episode_seconds={self.cfg.max_episode_seconds} (lost end "
-                                f"marker on {self.cfg.topics['episode'].name}?)")
+                                f"max_episode_seconds={self.cfg.max_episode_seconds} ({why})")
             horizons.append(self._first_tick(w.start_ns))
         horizon = min(horizons)
         for buffer in self.buffers.values():
@@ -130,13 +205,21 @@ class BagConverter:
     # ---- one episode ------------------------------------------------------------------------
     def _finalize(self, w: Window) -> None:
         assert w.end_ns is not None
+        name = f"{self.bag.path.name}#{w.episode}"
+        if w.label == "expert" and w.success is False:  # never teach a failure as expert
+            if self.cfg.failed_expert == "drop":
+                self.report.failed_expert[name] = "dropped"
+                return
+            self.report.failed_expert[name] = "relabelled suboptimal"
+            w.label = "suboptimal"
         ticks = np.arange(-(-w.start_ns // self.dt), w.end_ns // self.dt + 1,
                           dtype=np.int64) * self.dt
         self.report.ticks += len(ticks)
-        name = f"{self.bag.path.name}#{w.episode}"
         usable = np.ones(len(ticks), dtype=bool)
         sampled: dict[str, np.ndarray] = {}
         for role in self.roles:
+            if role in self.missing:
+                continue
             topic = self.cfg.topics[role]
             max_age = None if topic.max_age is None else int(topic.max_age * NS)
             idx, valid = self.buffers[role].sample(ticks, max_age)
@@ -150,7 +233,8 @@ class BagConverter:
         if not pair.any():
             self.report.empty_episodes.append(name)
             return
-        values = {role: self._decode(role, sampled[role][keep]) for role in self.roles}
+        values = {role: self._decode(role, sampled[role][keep]) for role in sampled}
+        values.update(self._filled(values["joint_states"]))
         obs_roles = [r for r in self.roles if r != self.cfg.action_role]
         obs = np.concatenate([values[r] for r in obs_roles], axis=1)
         action = values[self.cfg.action_role]
@@ -174,6 +258,22 @@ class BagConverter:
             self.report.frames += len(part)
             self.report.labels[w.label] = self.report.labels.get(w.label, 0) + 1
         self.report.durations.append(base["duration_s"])
+
+    def _filled(self, joint_states: np.ndarray) -> dict[str, np.ndarray]:
+        """Values of the task topics the bag lacks (no markers): each goal is the final
+        position of its hand, the obstacle slots are empty."""
+        out = {}
+        n = len(joint_states)
+        final = dict(zip(self.cfg.joints, joint_states[-1, :len(self.cfg.joints)], strict=True))
+        hands = spaces.layout(self.cfg.arm).hands
+        for role in self.missing:
+            if role == "obstacles":
+                out[role] = np.zeros((n, self.cfg.max_obstacles * spaces.OBSTACLE_WIDTH))
+            else:
+                link = spaces.HAND_LINKS[hands[self.cfg.goal_roles.index(role)]]
+                hand = _robot().forward_kinematics(final)[link][:3, 3]
+                out[role] = np.repeat(hand[None], n, axis=0)
+        return out
 
     def _decode(self, role: str, idx: np.ndarray) -> np.ndarray:
         """Decode each sampled message once; NaN/inf anywhere is an error."""
@@ -203,6 +303,11 @@ class BagConverter:
             entry = self._topic_report(role)
             entry.messages, entry.rate_hz = buffer.count, round(buffer.rate_hz, 2)
         self.report.messages += sum(b.count for b in self.buffers.values())
+
+
+@cache
+def _robot() -> RobotDescription:
+    return RobotDescription.from_xacro()
 
 
 def convert(bags: list[str | Path], out: str | Path, cfg: DatasetConfig, *,
@@ -237,8 +342,10 @@ def convert(bags: list[str | Path], out: str | Path, cfg: DatasetConfig, *,
                     sources.append({"path": str(path), "storage": bag.kind,
                                     "messages": sum(c.msgcount for c in converter.conns)})
         if not writer.episodes:
+            dropped = f"; failed expert episodes dropped: {len(report.failed_expert)}" if \
+                report.failed_expert else ""
             raise UserError(f"{', '.join(report.bags)}: no complete episode with at least one "
-                            f"frame (markers on {cfg.topics['episode'].name})")
+                            f"frame (markers on {cfg.topics['episode'].name}{dropped})")
         for source, digest in zip(sources, hashes, strict=True):
             source["sha256"] = digest.result()
         report.seconds = time.perf_counter() - started

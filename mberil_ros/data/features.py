@@ -62,28 +62,60 @@ class JointStateFeature(FeatureDecoder):
         return np.concatenate([pos, vel], axis=1)
 
 
+IDLE_TOLERANCE = 0.01  # rad: an undriven arm's commands may jitter this much, not more
+
+
+def check_idle(values: np.ndarray, idle: Sequence[str], arm: str) -> None:
+    """``values`` (messages x len(idle)) are commands of joints outside the dataset's arm:
+    if they move, the recording drove another arm and cutting it out would lose it."""
+    if not len(idle) or not len(values):
+        return
+    moved = np.abs(values - values[0])
+    if moved.max() > IDLE_TOLERANCE:
+        row, col = np.unravel_index(np.argmax(moved > IDLE_TOLERANCE), moved.shape)
+        names = [j for j, m in zip(idle, moved.max(0), strict=True) if m > IDLE_TOLERANCE]
+        raise DecodeError(int(row), f"commands move {', '.join(names)} (by up to "
+                          f"{moved.max():.3f} rad) but the dataset's arm is {arm}: convert "
+                          "with --arm both (or the arm that moves)")
+
+
 class CommandFeature(FeatureDecoder):
-    """Float64MultiArray in controller_joints order -> targets of the configured joints."""
+    """Float64MultiArray in controller_joints order -> targets of the configured joints;
+    the other arm's columns must hold still (check_idle)."""
 
     def __init__(self, joints: Sequence[str], controller_joints: Sequence[str],
-                 deserialize: Deserialize, ros1: bool) -> None:
+                 idle: Sequence[str], arm: str, deserialize: Deserialize, ros1: bool) -> None:
         self.inner = Float64ArrayDecoder(len(controller_joints), deserialize, ros1)
         self.cols = [list(controller_joints).index(j) for j in joints]
+        self.idle = [j for j in idle if j in controller_joints]
+        self.idle_cols = [list(controller_joints).index(j) for j in self.idle]
+        self.arm = arm
         self.width = len(joints)
         self.fields = [f"data[{c}] ({j})" for c, j in zip(self.cols, joints, strict=True)]
 
     def decode(self, raws: Sequence[bytes]) -> np.ndarray:
-        return self.inner.decode(raws)[:, self.cols]
+        full = self.inner.decode(raws)
+        check_idle(full[:, self.idle_cols], self.idle, self.arm)
+        return full[:, self.cols]
 
 
 class TrajectoryFeature(_PerMessage):
     has_header = True
 
-    def __init__(self, joints: Sequence[str], deserialize: Deserialize) -> None:
+    def __init__(self, joints: Sequence[str], idle: Sequence[str], arm: str,
+                 deserialize: Deserialize) -> None:
         super().__init__(deserialize)
-        self.joints = list(joints)
+        self.joints, self.idle, self.arm = list(joints), list(idle), arm
         self.width = len(joints)
         self.fields = [f"points[0].positions[{j}]" for j in joints]
+        self._idle_rows: list[np.ndarray] = []
+
+    def decode(self, raws: Sequence[bytes]) -> np.ndarray:
+        self._idle_rows = []
+        out = super().decode(raws)
+        # joints of the other arm a trajectory names must hold still (0 where not named)
+        check_idle(np.array(self._idle_rows).reshape(len(raws), -1), self.idle, self.arm)
+        return out
 
     def row(self, msg: object) -> np.ndarray:
         if not msg.points:
@@ -96,6 +128,8 @@ class TrajectoryFeature(_PerMessage):
         missing = [j for j in self.joints if j not in index]
         if missing:
             raise ValueError(f"joint(s) {', '.join(missing)} missing from joint_names")
+        self._idle_rows.append(np.array([positions[index[j]] if j in index else 0.0
+                                         for j in self.idle]))
         return positions[[index[j] for j in self.joints]]
 
 
@@ -128,10 +162,11 @@ def make_feature(role: str, cfg: DatasetConfig, deserialize: Deserialize,
                  ros1: bool) -> FeatureDecoder:
     if role == "joint_states":
         return JointStateFeature(cfg.joints, deserialize, ros1)
+    idle = [j for arm in ("right", "left") for j in cfg.arm_joints[arm] if j not in cfg.joints]
     if role == "commands":
-        return CommandFeature(cfg.joints, cfg.controller_joints, deserialize, ros1)
+        return CommandFeature(cfg.joints, cfg.controller_joints, idle, cfg.arm, deserialize, ros1)
     if role == "trajectory":
-        return TrajectoryFeature(cfg.joints, deserialize)
+        return TrajectoryFeature(cfg.joints, idle, cfg.arm, deserialize)
     if role in ("goal", "goal_left"):
         return GoalFeature(deserialize)
     if role == "obstacles":

@@ -29,6 +29,10 @@ class ConversionReport:
     empty_episodes: list[str] = field(default_factory=list)  # fewer than 2 usable ticks
     # episodes cut at dropped ticks into this many dataset episodes
     split_episodes: dict[str, int] = field(default_factory=dict)
+    episode_rules: dict[str, str] = field(default_factory=dict)  # bag -> markers|bag|split_gap
+    filled: list[str] = field(default_factory=list)  # task topics a marker-less bag lacks
+    # expert episodes whose end marker says success: false -> what was done with them
+    failed_expert: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
     messages: int = 0
 
@@ -47,6 +51,9 @@ class ConversionReport:
             "empty_episodes": self.empty_episodes,
             "split_episodes": len(self.split_episodes),
             "split_episode_parts": self.split_episodes,
+            "episode_rules": self.episode_rules,
+            "filled": self.filled,
+            "failed_expert": self.failed_expert,
             "messages": self.messages,
             "conversion_seconds": round(self.seconds, 3),
         }
@@ -57,6 +64,12 @@ class ConversionReport:
         lines.append(f"  {'topic':<58} {'msgs':>9} {'rate Hz':>8} {'dropped':>8}")
         for key, t in self.topics.items():
             lines.append(f"  {key:<58} {t.messages:>9} {t.rate_hz:>8.1f} {t.dropped_frames:>8}")
+        rules = {"markers": "/task/episode markers", "bag": "one episode per bag (no markers)",
+                 "split_gap": "no markers: split at command pauses (--split-gap)"}
+        for rule in sorted(set(self.episode_rules.values())):
+            bags = [b for b, r in self.episode_rules.items() if r == rule]
+            lines.append(f"  episodes from {rules[rule]}: {len(bags)} bag(s)")
+        lines += [f"  {f}" for f in self.filled]
         lines.append(f"  grid ticks in episodes: {self.ticks}; dropped (missing/stale topic): "
                      f"{self.dropped_frames}; without a next frame: {self.no_successor} "
                      "(each episode's last frame, and frames before a dropped one)")
@@ -72,6 +85,9 @@ class ConversionReport:
             parts = ", ".join(f"{k} ({v} parts)" for k, v in self.split_episodes.items())
             lines.append(f"  split at dropped ticks: {len(self.split_episodes)} episode(s): "
                          f"{parts}")
+        if self.failed_expert:
+            what = ", ".join(f"{k} ({v})" for k, v in self.failed_expert.items())
+            lines.append(f"  expert episodes that failed (end marker success: false): {what}")
         if self.empty_episodes:
             lines.append(f"  left out, < 2 usable frames: {', '.join(self.empty_episodes)}")
         return "\n".join(lines)

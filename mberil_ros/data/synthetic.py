@@ -177,17 +177,22 @@ def demo_messages(factory: MessageFactory, *, episodes: int = 2, episode_s: floa
                   gap_s: float = 0.5, js_hz: float = 100.0, cmd_hz: float = 50.0,
                   t0_s: float = 100.0, jitter_s: float = 0.0, shuffle_joints: bool = False,
                   obstacles: int = 2, left_goal: bool = False, action: str = "forward",
-                  labels: Sequence[str] = ("expert", "suboptimal"), seed: int = 0
-                  ) -> Iterator[Msg]:
+                  labels: Sequence[str] = ("expert", "suboptimal"), seed: int = 0,
+                  driven: Sequence[str] | None = None) -> Iterator[Msg]:
     """A time-ordered stream: joint states, commands, goal/obstacles and episode markers.
 
     Header stamps carry the nominal time; receive times add up to ``jitter_s`` of noise
-    (below half a period, so each topic stays in order).
+    (below half a period, so each topic stays in order). Commands move the ``driven`` joints
+    (default: the right arm, both arms with ``left_goal``); the others hold their first value,
+    as a one-arm demonstrator's commands do.
     """
     rng = np.random.default_rng(seed)
     f = factory
     end_s = t0_s + episodes * (episode_s + gap_s)
     ctrl = [*RIGHT, *LEFT]
+    driven = set(driven if driven is not None else ctrl if left_goal else RIGHT)
+    idle = np.array([j not in driven for j in ctrl])
+    hold = joint_positions(t0_s - 0.5)[3:]
 
     def jit(t: float) -> int:
         noise = rng.uniform(-jitter_s, jitter_s) if jitter_s else 0.0
@@ -206,6 +211,7 @@ def demo_messages(factory: MessageFactory, *, episodes: int = 2, episode_s: floa
         for t in _periodic(t0_s - 0.5, end_s, cmd_hz):
             # the command aims a little ahead of the current state
             target = joint_positions(t + 0.05)[3:]  # RARM then LARM, controller order
+            target[idle] = hold[idle]
             if action == "forward":
                 yield Msg("/forward_position_controller/commands",
                           "std_msgs/msg/Float64MultiArray", jit(t), f.float64_array(target))

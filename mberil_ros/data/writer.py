@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 
 from mberil_ros.data.stats import RunningStats
 from mberil_ros.errors import UserError
+from mberil_ros.paths import apply_umask
 
 DATA_FILE = "data/chunk-000/file-000.parquet"
 EPISODES_FILE = "meta/episodes/chunk-000/file-000.parquet"
@@ -154,6 +155,7 @@ class DatasetWriter:
 
     def _commit(self) -> None:
         check_output(self.out, self.overwrite)  # it may have appeared while we worked
+        apply_umask(self.tmp)
         old = None
         if self.out.exists():
             old = self.out.with_name(f".{self.out.name}.old-{os.getpid()}")

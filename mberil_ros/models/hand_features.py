@@ -28,7 +28,6 @@ from torch import nn
 from mberil_ros.errors import UserError
 
 ARM_JOINTS = 6
-HAND_LINKS = {"R": "RARM_JOINT5_Link", "L": "LARM_JOINT5_Link"}
 
 
 def feature_dim(n_hands: int, n_obstacles: int) -> int:

@@ -69,6 +69,10 @@ PARAMETERS = {
     "joint_states_topic": "/joint_states",
     "episode_label": "",  # copied into episode markers (expert | suboptimal)
     "episode_demonstrator": "",  # copied into episode markers
+    # After a success the episode goes on for this many ticks before its end marker, so a
+    # recording shows the hand coming to rest on the target, as generated datasets do
+    # (sim/rollout_dataset.py settle_steps); a collision while settling ends it at once.
+    "settle_ticks": 25,
 }
 
 
@@ -134,6 +138,8 @@ class SimNode(Node):
         self.lockstep_timeout = float(p["lockstep_timeout"])
         self.commands_received = 0
         self.end_info: dict | None = None  # lockstep: episode over, end not yet announced
+        self.success_info: dict | None = None  # reached: settling for settle_ticks more ticks
+        self.settle_left = 0
         self.commands_at_last_state = 0
         self.last_state_wall = time.monotonic()
         self.task.reset(seed=p["seed"], layout=self.layouts[0] if self.layouts else None)
@@ -185,6 +191,7 @@ class SimNode(Node):
         self.trajectory = None
         self.episode_running = True
         self.end_info = None
+        self.success_info, self.settle_left = None, 0
         self.episode_info = {"episode": self.episode_index, "suite": self.task.episode.suite,
                              "seed": seed, "time": self.sim_time(),
                              "layout": episode_to_dict(self.task.episode)}
@@ -212,6 +219,7 @@ class SimNode(Node):
             "demonstrator": self.get_parameter("episode_demonstrator").value,
             "suite": self.episode_info["suite"],
             "seed": self.episode_info["seed"],
+            "arm": self.task.arm,
             "time": self.sim_time(),
             **extra,
         }
@@ -276,12 +284,25 @@ class SimNode(Node):
         self.task.advance(self.physics_steps)
         self._publish_state()
         if self.episode_running:
-            info = self.task.status()
-            if self.task.is_done(info):
+            done = self._episode_outcome(self.task.status())
+            if done is not None:
                 if self.lockstep:
-                    self.end_info = info
+                    self.end_info = done
                 else:
-                    self._end_episode(info)
+                    self._end_episode(done)
+
+    def _episode_outcome(self, info: dict) -> dict | None:
+        """The info to end the episode with, or None while it goes on (settling included)."""
+        if self.success_info is not None:  # settling on the target after a success
+            self.settle_left -= 1
+            return self.success_info if info["collision"] or self.settle_left <= 0 else None
+        if not self.task.is_done(info):
+            return None
+        settle = int(self.get_parameter("settle_ticks").value)
+        if info["success"] and settle > 0:
+            self.success_info, self.settle_left = info, settle
+            return None
+        return info
 
     def _end_episode(self, info: dict) -> None:
         self.episode_running = False

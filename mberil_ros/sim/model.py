@@ -19,7 +19,7 @@ import numpy as np
 from mberil_ros.errors import UserError
 from mberil_ros.paths import urdf_xacro
 from mberil_ros.robot_description import RobotDescription, expand_xacro
-from mberil_ros.sim.spaces import ALL_JOINTS, MAX_OBSTACLES, PHYSICS_DT
+from mberil_ros.sim.spaces import ALL_JOINTS, HAND_LINKS, MAX_OBSTACLES, PHYSICS_DT
 
 # init_rtm, the usual ready pose (docs/robot.md).
 INIT_RTM: dict[str, float] = {
@@ -47,7 +47,7 @@ TABLE_THICKNESS = 0.04
 TABLE_X = (0.15, 0.75)  # starts in front of the pedestal (WAIST box reaches x = 0.05)
 TABLE_Y = (-0.60, 0.60)
 
-HAND_BODIES = {"right": "RARM_JOINT5_Link", "left": "LARM_JOINT5_Link"}
+HAND_BODIES = HAND_LINKS
 # Tool point = the JOINT5_Link (flange) origin, the frame the reference's FK values use.
 HAND_SITES = {"right": "right_hand", "left": "left_hand"}
 TARGET_BODIES = {"right": "target_right", "left": "target_left"}

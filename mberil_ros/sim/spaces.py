@@ -54,6 +54,8 @@ TORSO_HEAD_JOINTS: tuple[str, ...] = ("CHEST_JOINT0", "HEAD_JOINT0", "HEAD_JOINT
 ALL_JOINTS: tuple[str, ...] = TORSO_HEAD_JOINTS + RARM_JOINTS + LARM_JOINTS
 
 ARMS = ("right", "left", "both")
+# The hand point of each arm: the JOINT5_Link origin (the flange), where goals are reached.
+HAND_LINKS = {"right": "RARM_JOINT5_Link", "left": "LARM_JOINT5_Link"}
 
 
 def obstacle_names(max_obstacles: int = MAX_OBSTACLES) -> list[str]:
