@@ -48,7 +48,6 @@ setup(
         "tqdm>=4.60",
         "tensorboard>=2.14",
         "matplotlib>=3.7",
-        "numba>=0.59",
     ],
     extras_require={
         "ros": ros_wheels,

@@ -16,8 +16,6 @@ import numpy as np
 from mberil_ros.errors import UserError
 from mberil_ros.paths import urdf_xacro
 
-HARDWARE_CHOICES = ("mock", "gazebo", "real")
-
 
 def expand_xacro(path: str | Path | None = None, **args: str) -> str:
     """Expand a xacro file to URDF text (a plain .urdf is read as it is); ``args`` are xacro

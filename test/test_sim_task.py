@@ -28,9 +28,9 @@ def test_observation_content_matches_task_state():
     obs = task.reset()
     assert obs.shape == (39,)
     q = task.joint_positions()
-    np.testing.assert_allclose(obs[spaces.QPOS], [q[n] for n in spaces.RARM_JOINTS])
-    np.testing.assert_allclose(obs[spaces.GOAL], task.goal)
-    o = obs[spaces.OBSTACLES].reshape(spaces.MAX_OBSTACLES, spaces.OBSTACLE_WIDTH)
+    np.testing.assert_allclose(obs[spaces.RIGHT.qpos], [q[n] for n in spaces.RARM_JOINTS])
+    np.testing.assert_allclose(obs[spaces.RIGHT.goal], task.goal)
+    o = obs[spaces.RIGHT.obstacles].reshape(spaces.MAX_OBSTACLES, spaces.OBSTACLE_WIDTH)
     n = len(task.obstacles)
     assert n >= 1
     np.testing.assert_allclose(o[:n, spaces.OB_POSITION], [ob.position for ob in task.obstacles])

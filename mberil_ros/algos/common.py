@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mberil_ros.algos.data import DataConfig, OfflineData
+from mberil_ros.algos.data import OfflineData
 from mberil_ros.models.config import BACKBONES, FEATURES, INPUTS, EncoderConfig, MambaConfig
 from mberil_ros.models.hand_features import HandFeatures
 
@@ -121,10 +121,6 @@ def nested(obj: Any, name: str, cls: type) -> None:
         raise ValueError(f"{type(obj).__name__}.{name} must be a mapping, got {value!r}")
 
 
-def data_field() -> Any:
-    return field(default_factory=DataConfig)
-
-
 def make_optimizer(modules: Iterable[nn.Module], lr: float, weight_decay: float
                    ) -> torch.optim.Optimizer:
     """AdamW; parameters marked ``_no_weight_decay`` (Mamba's A_log, D), biases and norms
@@ -201,6 +197,3 @@ def seeded(seed: int):
 def generator_state(gen: torch.Generator) -> torch.Tensor:
     return gen.get_state().clone()
 
-
-def scalar(x: torch.Tensor | float) -> float:
-    return float(x.detach()) if isinstance(x, torch.Tensor) else float(x)

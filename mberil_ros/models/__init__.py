@@ -9,14 +9,12 @@ from mberil_ros.models.config import (
 )
 from mberil_ros.models.encoder import EncoderState, SequenceEncoder
 from mberil_ros.models.heads import Discriminator, GaussianEnsembleDynamics, TanhGaussianPolicy
-from mberil_ros.models.io import build_model, load_model, save_model
 from mberil_ros.models.mamba import Mamba, mamba_ssm_available
 from mberil_ros.models.selective_scan import selective_scan, selective_scan_torch
-from mberil_ros.models.streaming import StreamingPolicy
 
 __all__ = [
     "DiscriminatorConfig", "DynamicsConfig", "EncoderConfig", "MambaConfig", "PolicyConfig",
     "EncoderState", "SequenceEncoder", "Discriminator", "GaussianEnsembleDynamics",
-    "TanhGaussianPolicy", "build_model", "load_model", "save_model", "Mamba",
-    "mamba_ssm_available", "selective_scan", "selective_scan_torch", "StreamingPolicy",
+    "TanhGaussianPolicy", "Mamba",
+    "mamba_ssm_available", "selective_scan", "selective_scan_torch",
 ]

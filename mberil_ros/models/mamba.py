@@ -187,7 +187,7 @@ class Mamba(nn.Module):
     def fused_step_plan(self, lib, norm: nn.LayerNorm | None = None):
         """A callable (x, conv_state, ssm_state, out) running the whole block (and, with
         `norm`, the encoder's pre-norm residual around it) in one C call. It binds the weight
-        pointers now: build a new plan after the weights change (StreamingPolicy.reset does).
+        pointers now: build a new plan after the weights change (SequenceEncoder.init_state does).
         All tensors: contiguous CPU float32."""
         A = -torch.exp(self.A_log.detach().float())
         keep = [A, torch.empty(4 * self.d_inner + self.dt_rank + 2 * self.d_state

@@ -10,8 +10,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-OBSTACLE_TYPES = ("box", "sphere")
-
 
 @dataclass(frozen=True)
 class Obstacle:

@@ -126,12 +126,6 @@ def layout(arm: str = "right") -> Layout:
     )
 
 
-# The default right-arm contract, as module constants for readers that want plain names.
+# The default (right-arm) and both-arms contracts.
 RIGHT = layout("right")
 BOTH = layout("both")
-OBS_DIM = RIGHT.obs_dim
-ACT_DIM = RIGHT.act_dim
-QPOS = RIGHT.qpos
-QVEL = RIGHT.qvel
-GOAL = RIGHT.goal
-OBSTACLES = RIGHT.obstacles

@@ -52,7 +52,3 @@ class TrajectoryInterpolator:
         values = [np.interp(t, self.times, self.positions[:, j])
                   for j in range(len(self.joint_names))]
         return {n: float(v) for n, v in zip(self.joint_names, values, strict=True)}
-
-    @property
-    def end_time(self) -> float:
-        return float(self.times[-1])
