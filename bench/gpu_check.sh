@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One device call (ALGORITHM.md §9): build mamba-ssm's selective-scan kernel (fp32, sm_90),
+# One device call (docs/algorithm.md §9): build mamba-ssm's selective-scan kernel (fp32, sm_90),
 # run the fast-vs-portable tests on CUDA, write the golden fixture and time a training step.
 # Needs .mamba_src (an unpacked mamba-ssm sdist) carried along; results land in $OUT.
 set -o pipefail

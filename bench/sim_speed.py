@@ -1,4 +1,4 @@
-"""Real-time factor of the MuJoCo NEXTAGE reaching task (DESIGN.md §7).
+"""Real-time factor of the MuJoCo NEXTAGE reaching task (docs/task.md).
 
 2 ms physics step, 50 Hz control (10 physics steps per tick), single process on one core.
 Two numbers: the bare simulator (held position targets) and the closed loop with the

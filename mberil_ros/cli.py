@@ -1,4 +1,4 @@
-"""The `mberil` command: one subcommand per user job (DESIGN.md §3).
+"""The `mberil` command: one subcommand per user job (docs/architecture.md).
 
 Each subcommand lives in its own module exposing ``add_arguments(parser)`` and
 ``run(args) -> int``; modules are imported only when their subcommand runs, so

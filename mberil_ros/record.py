@@ -1,9 +1,9 @@
 """`mberil record`: run sim_node + demonstrator_node + recorder_node and write a rosbag2.
 
 The same three nodes as launch/record.launch.py, started as plain processes so recording works
-without `ros2 launch`. The command itself never imports rclpy (DESIGN.md §1): it only starts,
-watches and stops the node processes. Ctrl-C stops the demonstrations early and still leaves
-a readable bag.
+without `ros2 launch`. The command itself never imports rclpy (only mberil_ros/nodes/ does,
+docs/architecture.md): it only starts, watches and stops the node processes. Ctrl-C stops
+the demonstrations early and still leaves a readable bag.
 """
 
 from __future__ import annotations

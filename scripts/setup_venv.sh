@@ -9,7 +9,7 @@ venv="$root/.venv"
 python="${PYTHON:-python3}"
 
 # The ROS wheels re-exec the interpreter with their own LD_LIBRARY_PATH; never let that leak
-# into a different Python (DESIGN.md §2).
+# into a different Python (docs/architecture.md).
 unset _ROS_WHEELS_BOOTSTRAP_COMPLETE
 
 if [ ! -x "$venv/bin/python" ]; then

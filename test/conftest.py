@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-# Set before any test imports rclpy (DESIGN.md §4: Kilted ignores ROS_LOCALHOST_ONLY).
+# Set before any test imports rclpy (docs/ros.md: Kilted ignores ROS_LOCALHOST_ONLY).
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ.setdefault("ROS_DOMAIN_ID", str(random.SystemRandom().randint(1, 101)))
 os.environ.setdefault("MPLBACKEND", "Agg")

@@ -141,6 +141,13 @@ def test_offline_mberil_starts_from_a_bc_checkpoint_and_refuses_another_normaliz
     algo.train_step(0)
     algo.train_step(1)
     assert algo.warm  # only the model's warm start was left
+    # with no model warm start at all, the baseline policy b still starts from the checkpoint
+    warm = OfflineMBERIL(OfflineMBERILConfig.from_dict(
+        {"network": net, "data": {"val_fraction": 0.25}, "init_policy": str(tmp_path / "bc"),
+         "model_warmstart_steps": 0, "baseline": "mle"}), data)
+    assert warm.warm
+    for k, v in warm.policy_base.state_dict().items():
+        assert torch.equal(v, saved[f"policy.{k}"]), k
     other = OfflineData(path, DataConfig(val_fraction=0.25, action_repr="absolute"))
     with pytest.raises(UserError, match="init_policy.*another normalization"):
         OfflineMBERIL(OfflineMBERILConfig.from_dict(

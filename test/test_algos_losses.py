@@ -1,4 +1,4 @@
-"""Loss pieces of Offline-MB-ERIL (ALGORITHM.md §4-§5) and which networks each step trains."""
+"""Loss pieces of Offline-MB-ERIL (docs/algorithm.md §4-§5) and which networks each step trains."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The portable CPU path reproduces the golden fixture made with mamba-ssm's CUDA kernels on an
-H100 (test/data/make_golden.py, ALGORITHM.md §9), within mamba-ssm's fp32 tolerances."""
+H100 (test/data/make_golden.py, docs/algorithm.md §9), within mamba-ssm's fp32 tolerances."""
 
 from __future__ import annotations
 

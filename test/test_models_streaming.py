@@ -13,7 +13,8 @@ K = 8
 
 def make_policy(backbone: str = "mamba", seed: int = 0) -> TanhGaussianPolicy:
     torch.manual_seed(seed)
-    enc = EncoderConfig(obs_dim=5, act_dim=3, backbone=backbone, d_model=32, n_layers=2,
+    enc = EncoderConfig(obs_dim=5, act_dim=3, backbone=backbone, inputs="state_prev_action",
+                        d_model=32, n_layers=2,
                         context=K, mlp_hidden=32, mamba=MambaConfig(d_state=8))
     policy = TanhGaussianPolicy(PolicyConfig(encoder=enc, hidden=32)).eval()
     with torch.no_grad():  # leave the init so the time embedding and dynamics all matter

@@ -29,8 +29,8 @@ KERNEL = pytest.param("kernel", marks=pytest.mark.skipif(
 def encoder(backbone: str, seed: int = 0) -> SequenceEncoder:
     torch.manual_seed(seed)
     enc = SequenceEncoder(EncoderConfig(obs_dim=5, act_dim=3, backbone=backbone, d_model=32,
-                                        n_layers=2, context=K, mlp_hidden=32,
-                                        mamba=MambaConfig(d_state=8)))
+                                        inputs="state_prev_action", n_layers=2, context=K,
+                                        mlp_hidden=32, mamba=MambaConfig(d_state=8)))
     with torch.no_grad():  # away from the init: time embedding, conv and A all matter
         for p in enc.parameters():
             p.add_(0.1 * torch.randn_like(p))

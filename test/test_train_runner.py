@@ -170,3 +170,29 @@ def test_alpha_without_suboptimal_episodes_is_refused(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert "alpha" in err and str(experts_only.name) in err and "\n" not in err
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("*.safetensors"))
+
+
+GROUP_TEARDOWN = """
+import os, torch, torch.distributed as dist
+from mberil_ros.algos.distributed import join_process_group
+join_process_group("gloo")
+torch.optim.AdamW(torch.nn.Linear(2, 2).parameters())  # imports torch._dynamo
+x = torch.ones(3)
+dist.all_reduce(x)
+dist.destroy_process_group()
+names = [open(f"/proc/self/task/{t}/comm").read().strip() for t in os.listdir("/proc/self/task")]
+print("gloo threads left:", sorted(n for n in names if "gloo" in n))
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc")
+def test_process_group_teardown_leaves_no_gloo_thread(tmp_path):
+    """The cause of the DDP exit abort: a group that torch._dynamo still references is not
+    freed by destroy_process_group, and its gloo threads run into interpreter shutdown."""
+    port = 29000 + os.getpid() % 2000
+    env = dict(os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK="0",
+               WORLD_SIZE="1", OMP_NUM_THREADS="1")
+    result = subprocess.run([sys.executable, "-c", GROUP_TEARDOWN], capture_output=True,
+                            text=True, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "gloo threads left: []" in result.stdout, result.stdout

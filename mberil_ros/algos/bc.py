@@ -1,7 +1,10 @@
-"""Behaviour cloning: maximum likelihood of the expert's actions, the baseline to beat
-(ALGORITHM.md §7) and Offline-MB-ERIL's policy warm start.
+"""Behaviour cloning: the baseline to beat (docs/algorithm.md §7) and Offline-MB-ERIL's
+policy warm start.
 
-    L_BC = -E_{D_E}[ln pi(u_t | h_t)]   over every step of whole expert episodes
+    L_BC = mse_weight * E_{D_E}|tanh(mu) - u_t|^2 - E_{D_E}[ln pi(u_t | h_t)]
+
+(the squared error fits the mean, the likelihood the spread; mse_weight 0 is the papers'
+plain maximum likelihood), over i.i.d. expert steps (mlp) or whole expert episodes (mamba).
 
 With ``network.backbone: mamba`` h_t is the history from the episode start (Decision Mamba
 tokens, Ota 2024); with ``mlp`` it is x_t alone.

@@ -1,4 +1,4 @@
-"""Checkpoints of DESIGN.md §6, written atomically.
+"""Checkpoints of docs/checkpoint.md, written atomically.
 
     RUN/checkpoints/00001000/model.safetensors     every module, keys "{module}.{param}"
                             policy_config.json     how to rebuild and run the policy

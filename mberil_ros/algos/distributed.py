@@ -41,9 +41,22 @@ def init_distributed(device: torch.device) -> DistInfo:
     if world <= 1:
         return DistInfo()
     if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        join_process_group("nccl" if device.type == "cuda" else "gloo")
     return DistInfo(rank=dist.get_rank(), world_size=dist.get_world_size(),
                     local_rank=int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def join_process_group(backend: str) -> None:
+    """init_process_group, after importing torch._dynamo.
+
+    torch._dynamo (imported lazily by the first optimizer) keeps references to a process
+    group that exists when it is imported, so destroy_process_group() could not free it:
+    gloo's threads outlived the interpreter, and one finishing a collective during shutdown
+    needed the GIL and aborted the rank ("terminate called without an active exception", 4
+    of 12 DDP runs on this machine). Imported first, it never sees the group."""
+    import torch._dynamo  # noqa: F401
+
+    dist.init_process_group(backend=backend)
 
 
 def broadcast_modules(modules: Iterable[torch.nn.Module]) -> None:
@@ -101,13 +114,6 @@ def broadcast_from_main(obj: object, info: DistInfo) -> object:
     return box[0]
 
 
-def shutdown(clean: bool = True) -> None:
-    """Leave the process group. After a clean run the ranks wait for each other first: rank 0
-    still writes its final checkpoint when the others are done, and a rank that destroyed its
-    gloo group then was aborted at exit ("terminate called without an active exception",
-    4 of 12 runs on this 2-core machine under load). After an error there is no
-    barrier: the other ranks may be gone or stuck in another collective."""
+def shutdown() -> None:
     if dist.is_initialized():
-        if clean:
-            dist.barrier()
         dist.destroy_process_group()

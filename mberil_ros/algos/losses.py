@@ -1,4 +1,4 @@
-"""The losses of Offline-MB-ERIL (ALGORITHM.md §4-§5), as small pure functions.
+"""The losses of Offline-MB-ERIL (docs/algorithm.md §4-§5), as small pure functions.
 
 Inputs are flat tensors of valid steps (the caller masks padding out). Log-densities that
 enter a discriminator logit are detached here, so a discriminator step can never push
@@ -43,7 +43,7 @@ class PUResult:
 
 class PUDiscriminatorLoss:
     """Policy discriminator with expert data as positives, sub-optimal data as unlabeled and
-    model rollouts as negatives (ALGORITHM.md §5, nnPU of Kiryo et al.).
+    model rollouts as negatives (docs/algorithm.md §5, nnPU of Kiryo et al.).
 
         R_N = (E_S[l-] - alpha E_E[l-]) / (1 - alpha)
         L   = E_E[l+] + 1/2 max(0, R_N) + 1/2 E_G[l-]
@@ -78,7 +78,7 @@ class PUDiscriminatorLoss:
 
 def structured_policy_logit(q: torch.Tensor, v: torch.Tensor, log_b: torch.Tensor,
                             log_pi: torch.Tensor, beta: float, eta: float) -> torch.Tensor:
-    """logit_pi = beta (Q - V) + (beta/eta) ln b - ln pi (ALGORITHM.md §4); the densities are
+    """logit_pi = beta (Q - V) + (beta/eta) ln b - ln pi (docs/algorithm.md §4); the densities are
     constants of the discriminator step."""
     return beta * (q - v) + (beta / eta) * log_b.detach() - log_pi.detach()
 
@@ -86,7 +86,7 @@ def structured_policy_logit(q: torch.Tensor, v: torch.Tensor, log_b: torch.Tenso
 def structured_model_logit(r: torch.Tensor, v_next: torch.Tensor, q: torch.Tensor,
                            log_q: torch.Tensor, log_p: torch.Tensor, beta: float, eta: float,
                            gamma: float) -> torch.Tensor:
-    """logit_m = beta (r + gamma V(y) - Q) + (beta/eta) ln q - ln p (ALGORITHM.md §4)."""
+    """logit_m = beta (r + gamma V(y) - Q) + (beta/eta) ln q - ln p (docs/algorithm.md §4)."""
     return beta * (r + gamma * v_next - q) + (beta / eta) * log_q.detach() - log_p.detach()
 
 

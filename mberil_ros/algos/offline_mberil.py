@@ -5,7 +5,7 @@ Sources: E. Uchibe, "Model-Based Imitation Learning Using Entropy Regularization
 Policy" (RA-L 2022); E. Uchibe, "Offline Model-Based Imitation Learning with Entropy
 Regularization of Model and Policy" (2023); E. Uchibe & K. Doya, ERIL (Neural Networks 2021);
 R. Kiryo et al., nnPU (NeurIPS 2017); T. Ota, Decision Mamba (2024) for the history tokens.
-Equations and our own choices: ALGORITHM.md §3-§7 (the loop below is §6).
+Equations and our own choices: docs/algorithm.md §3-§7 (the loop below is §6).
 
 Each train_step(), after the warm start (pi <- BC on D_E, p <- MLE on D_E u D_S):
   1 roll pi in p for H steps from real history prefixes        -> FIFO D_G
@@ -72,7 +72,7 @@ BASELINES = ("polyak", "uniform", "mle")
 
 @dataclass
 class OfflineMBERILConfig:
-    """Every hyperparameter of Offline-MB-ERIL (ALGORITHM.md names in brackets)."""
+    """Every hyperparameter of Offline-MB-ERIL (docs/algorithm.md names in brackets)."""
 
     network: NetworkConfig = field(default_factory=NetworkConfig)  # backbone + sizes, all nets
     data: DataConfig = field(default_factory=DataConfig)  # split / normalization / seq length
@@ -93,9 +93,10 @@ class OfflineMBERILConfig:
     lambda_nll: float = 1.0  # [lambda_NLL] weight of the real-data NLL anchor in L_model
     bc_mse_weight: float = 100.0  # BC's squared-error term (BCConfig.mse_weight) in the warm
     #   start and in the anchor below
-    lambda_bc: float = 1.0  # weight of a BC anchor -ln pi(u_E|h_E) on expert steps in the
-    #   actor loss (ours, not in the papers: the policy's counterpart of lambda_NLL, keeps the
-    #   adversarial phase from drifting off the warm start while the discriminator is weak)
+    lambda_bc: float = 1.0  # weight of a BC anchor on expert steps in the actor loss: BC's
+    #   loss (bc_mse_weight x squared error of tanh(mu) + -ln pi for the spread; ours, not in
+    #   the papers: the policy's counterpart of lambda_NLL, keeps the adversarial phase from
+    #   drifting off the warm start while the discriminator is weak)
     ensemble_size: int = 5  # E, dynamics ensemble members
     lr_bc: float = 1e-3  # policy learning rate in the BC warm start, cosine-decayed to 0
     #   over bc_warmstart_steps (as BCConfig.lr with lr_decay_steps)
@@ -321,6 +322,8 @@ class OfflineMBERIL:
         weights = {k: v for k, v in ckpt.load_weights(folder).items()
                    if k.startswith("policy.")}
         ckpt.load_modules({"policy": self.policy}, weights, folder)
+        if self.policy_base is not None:  # the warm start may be over already (no MLE steps)
+            self.policy_base.load_state_dict(self.policy.state_dict())
         self.bc_done = self.cfg.bc_warmstart_steps
 
     # ---- protocol ------------------------------------------------------------------------------

@@ -31,12 +31,10 @@ def run(args: argparse.Namespace) -> int:
     if config is None and args.resume is None:
         config = config_file("train.yaml")
     cfg, run_dir = prepare_run(config, args.overrides, args.resume)
-    clean = False
     try:
         summary = TrainingRun(cfg, run_dir, resume=args.resume is not None).run()
-        clean = True
     finally:
-        shutdown(clean)
+        shutdown()
     if _is_main():
         best = (f"best NLL_pi {summary.best_nll_pi:.3f} at step {summary.best_step}"
                 if summary.best_nll_pi is not None else "no evaluation")

@@ -38,7 +38,7 @@ class RunConfig:
     """How to run a training job (the algorithm's own knobs live under `algo:`)."""
 
     algorithm: str = "offline_mberil"  # offline_mberil | bc
-    dataset: str = ""  # dataset folder written by `mberil convert` (DESIGN.md §5)
+    dataset: str = ""  # dataset folder written by `mberil convert` (docs/dataset.md)
     output_dir: str = "runs"  # run folders go to OUTPUT_DIR/NAME
     name: str = ""  # run name; empty: ALGORITHM-BACKBONE-YYYYmmdd-HHMMSS
     seed: int = 0  # base seed; rank r of a distributed run uses seed + 1000 * r

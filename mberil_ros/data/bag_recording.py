@@ -1,6 +1,6 @@
 """Write received (already serialized) ROS 2 messages into a rosbag2 through rosbags.
 
-The recorder node hands over the raw CDR bytes it received (DESIGN.md §4: rclpy's own
+The recorder node hands over the raw CDR bytes it received (docs/ros.md: rclpy's own
 serialize_message pads some messages in a way rosbags rejects), so nothing is re-encoded.
 Each connection stores its message definition and RIHS01 type hash, so `ros2 bag info/play`
 accept the files on a ROS machine.

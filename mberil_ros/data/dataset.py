@@ -1,4 +1,4 @@
-"""Read a dataset written by `mberil convert` (DESIGN.md §5): meta, stats, per-episode arrays."""
+"""Read a dataset written by `mberil convert` (docs/dataset.md): meta, stats, per-episode arrays."""
 
 from __future__ import annotations
 

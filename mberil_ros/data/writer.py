@@ -1,4 +1,4 @@
-"""Writes the dataset layout of DESIGN.md §5 into a temporary folder, renamed at the end.
+"""Writes the dataset layout of docs/dataset.md into a temporary folder, renamed at the end.
 
     DATASET/meta/info.json, meta/stats.json, meta/episodes/chunk-000/file-000.parquet
     DATASET/data/chunk-000/file-000.parquet

@@ -64,7 +64,8 @@ class MambaConfig:
 
 @dataclass
 class EncoderConfig:
-    """History encoder: tokens of (x_k, u_k) -> latent of the last token (ALGORITHM.md §7).
+    """History encoder: one token per step (x_k, with ``state_prev_action`` also the
+    previous-action token) -> a latent per step (docs/algorithm.md §7).
 
     backbone "mlp" ignores the history and encodes the newest token alone (the conventional
     Offline-MB-ERIL networks). `context` is the training sequence length K; the time-step
@@ -75,7 +76,7 @@ class EncoderConfig:
     obs_dim: int = 14
     act_dim: int = 7
     backbone: str = "mamba"
-    inputs: str = "state_prev_action"  # one of INPUTS (both backbones)
+    inputs: str = "state"  # one of INPUTS (both backbones; NetworkConfig.policy_inputs)
     features: str = "none"  # one of FEATURES
     ignore_dims: list[int] | None = None  # observation dims this encoder does not read
     d_model: int = 128

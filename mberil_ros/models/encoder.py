@@ -1,7 +1,9 @@
-"""History encoders: one token per time step -> a latent per step (ALGORITHM.md §7).
+"""History encoders: one token per time step -> a latent per step (docs/algorithm.md §7).
 
-Token k is a linear embedding of (x_k, u_{k-1}) (u_{-1} = 0) plus a time-step embedding, so
-the latent at step t summarises the history h_t that ends in x_t. Heads that condition on the
+Token k is a linear embedding of x_k (``inputs: state``) or of x_k and the previous-action
+token ``prev_act[:, k]`` (``state_prev_action``: the codec's standardized u_{k-1} - q_k,
+docs/learning.md) plus a time-step embedding, so the latent at step t summarises the
+history h_t that ends in x_t. Heads that condition on the
 current action u_t (dynamics, r, Q) concatenate it to the latent; V reads the latent alone.
 This keeps V(x) independent of u_t and makes the MLP baseline (x_t alone) a drop-in.
 
@@ -116,7 +118,8 @@ class SequenceEncoder(nn.Module):
     def forward(self, obs: torch.Tensor, prev_act: torch.Tensor | None = None,
                 impl: str = "auto") -> torch.Tensor:
         """obs (batch, len, obs_dim) from the episode start, prev_act (batch, len, act_dim)
-        with prev_act[:, k] = u_{k-1} (zeros at k = 0; None = all zeros)
+        with prev_act[:, k] the previous-action token of step k (read only with
+        ``inputs: state_prev_action``; None = all zeros)
         -> latents (batch, len, d_model); the last token's latent is [:, -1]."""
         self.check(obs, prev_act)
         if self.cfg.backbone == "mlp":

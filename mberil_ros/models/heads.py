@@ -1,7 +1,7 @@
 """Policy, dynamics and discriminator functions on top of a SequenceEncoder.
 
 Sequence tensors are (batch, len, ·) and start at the episode start; every method returns a
-value per step, so losses can use every step (ALGORITHM.md §7 "train the way you infer").
+value per step, so losses can use every step (docs/algorithm.md §7 "train the way you infer").
 With `backbone: mlp` the same classes are the conventional Offline-MB-ERIL networks.
 """
 
@@ -29,11 +29,6 @@ def mlp(inp: int, hidden: int, out: int) -> nn.Sequential:
 def soft_clamp(x: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
     """Squash into [lo, hi] smoothly (a hard clamp would stop the gradient at the bounds)."""
     return lo + 0.5 * (hi - lo) * (torch.tanh(x) + 1.0)
-
-
-def shift_actions(act: torch.Tensor) -> torch.Tensor:
-    """u_k -> u_{k-1} along dim 1, zeros at k = 0 (the encoder's prev_act)."""
-    return F.pad(act, (0, 0, 1, 0))[:, :-1]
 
 
 class TanhGaussianPolicy(nn.Module):

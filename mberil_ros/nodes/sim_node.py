@@ -53,7 +53,7 @@ PARAMETERS = {
     "suite": "train",  # train | heldout_init | heldout_obstacles
     "seed": 0,  # seed of the next episode; incremented after each reset
     "arm": "right",  # right | left | both
-    "layouts_file": "",  # YAML of user layouts (DESIGN.md §7); episodes cycle through them
+    "layouts_file": "",  # YAML of user layouts (docs/task.md); episodes cycle through them
     "auto_start": True,  # start an episode at launch (false: hold init pose until ~/reset)
     "control_rate": 50.0,  # Hz, command application and /joint_states rate
     "physics_dt": PHYSICS_DT,  # s, MuJoCo step

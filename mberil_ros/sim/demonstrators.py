@@ -1,4 +1,4 @@
-"""Scripted demonstrators for the reaching task (DESIGN.md §7).
+"""Scripted demonstrators for the reaching task (docs/task.md).
 
 Every demonstrator is a closed-loop policy: ``reset(episode)`` gives it the task geometry
 (targets, obstacles), then ``act(obs)`` maps each 50 Hz observation to joint position

@@ -1,4 +1,4 @@
-"""User-written task layouts (YAML, DESIGN.md §7) -> Episode objects.
+"""User-written task layouts (YAML, docs/task.md) -> Episode objects.
 
     layouts:
       - name: shelf_left            # optional

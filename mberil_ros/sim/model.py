@@ -1,4 +1,4 @@
-"""Build the MuJoCo NEXTAGE scene from urdf/nextage.urdf.xacro (DESIGN.md §7).
+"""Build the MuJoCo NEXTAGE scene from urdf/nextage.urdf.xacro (docs/task.md).
 
 The robot is not modelled twice: the xacro is expanded, its ros2_control/gazebo blocks are
 dropped (MuJoCo's URDF importer has no use for them), and MuJoCo imports the URDF. MjSpec

@@ -1,6 +1,6 @@
 """A demonstration dataset straight from the in-process simulator (tests, demos).
 
-Runs ReachingTask with the scripted demonstrators and writes the DESIGN.md §5 layout with
+Runs ReachingTask with the scripted demonstrators and writes the docs/dataset.md layout with
 the same feature names and episode meta keys as ``mberil convert`` of a recorded bag, without
 ROS or bags: frame i = (observation at tick i, command at tick i, observation at tick i+1).
 About 0.1 s per episode (the demonstrators reach at NEXTAGE speeds: 100-300 ticks).

@@ -1,4 +1,4 @@
-"""What one episode is made of: initial joints, hand targets, obstacles (DESIGN.md §7).
+"""What one episode is made of: initial joints, hand targets, obstacles (docs/task.md).
 
 Positions are metres in the WAIST frame; an obstacle's ``size`` is its full edge lengths
 (for a sphere: the diameter, three times), matching the layouts YAML.

@@ -1,4 +1,4 @@
-"""Named task suites and the explicit regions they sample from (DESIGN.md §7).
+"""Named task suites and the explicit regions they sample from (docs/task.md).
 
 Each suite is a set of axis-aligned boxes plus a few sampling rules. The held-out suites
 differ from ``train`` in one factor, and that factor's boxes are disjoint from train's along

@@ -1,4 +1,4 @@
-"""The reaching task on the MuJoCo NEXTAGE (DESIGN.md §7).
+"""The reaching task on the MuJoCo NEXTAGE (docs/task.md).
 
 Physics (``advance``) and control (``set_joint_targets``) are separate so a ROS sim node can
 apply commands for any joints by name and step physics on its own clock; ``step`` is the

@@ -1,4 +1,4 @@
-"""Golden fixture from mamba-ssm's CUDA kernels (ALGORITHM.md §9). Run on a GPU machine:
+"""Golden fixture from mamba-ssm's CUDA kernels (docs/algorithm.md §9). Run on a GPU machine:
 
     python3 test/data/make_golden.py OUT_DIR
 
