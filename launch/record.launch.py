@@ -14,60 +14,23 @@ from launch.events import Shutdown
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-ARGUMENTS = {
-    "output": ("demos/recording", "bag folder to write (must not exist)"),
-    "storage": ("mcap", "rosbag2 storage: mcap | sqlite3"),
-    "suite": ("train", "task suite: train | heldout_init | heldout_obstacles"),
-    "seed": ("0", "seed of the first episode (later episodes use seed+1, seed+2, ...)"),
-    "arm": ("right", "right | left | both"),
-    "expert_episodes": ("10", "episodes by the scripted expert (label: expert)"),
-    "suboptimal_episodes": ("5", "episodes by the sub-optimal demonstrators (label: suboptimal)"),
-    "real_time_factor": ("10.0", "upper bound on sim speed (lockstep with the demonstrator)"),
-}
+from mberil_ros.record import RecordOptions, node_parameters
+from mberil_ros.settings import defaults, descriptions
 
 
 def generate_launch_description() -> LaunchDescription:
-    args = [
-        DeclareLaunchArgument(name, default_value=default, description=text)
-        for name, (default, text) in ARGUMENTS.items()
-    ]
-    cfg = {name: LaunchConfiguration(name) for name in ARGUMENTS}
-    sim = Node(
-        package="mberil_ros",
-        executable="sim_node",
-        name="sim_node",
-        output="screen",
-        parameters=[{
-            "suite": cfg["suite"],
-            "seed": cfg["seed"],
-            "arm": cfg["arm"],
-            "real_time_factor": cfg["real_time_factor"],
-            "auto_start": False,  # episodes start when the demonstrator resets the sim
-            "lockstep": True,  # each recorded state is paired with the command computed from it
-        }],
-    )
-    recorder = Node(
-        package="mberil_ros",
-        executable="recorder_node",
-        name="recorder_node",
-        output="screen",
-        parameters=[{"output": cfg["output"], "storage": cfg["storage"], "use_sim_time": True}],
-    )
-    demonstrator = Node(
-        package="mberil_ros",
-        executable="demonstrator_node",
-        name="demonstrator_node",
-        output="screen",
-        parameters=[{
-            "suite": cfg["suite"],
-            "seed": cfg["seed"],
-            "arm": cfg["arm"],
-            "expert_episodes": cfg["expert_episodes"],
-            "suboptimal_episodes": cfg["suboptimal_episodes"],
-            "use_sim_time": True,
-            "min_command_subscribers": 2,  # the sim and the recorder: no command is lost
-        }],
-    )
+    # the arguments, their defaults and the nodes' parameters are those of `mberil record`
+    text = descriptions(RecordOptions)
+    args = [DeclareLaunchArgument(name, default_value=str(default), description=text[name])
+            for name, default in defaults(RecordOptions).items()]
+    params = node_parameters({name: LaunchConfiguration(name) for name in text})
+    sim = Node(package="mberil_ros", executable="sim_node", name="sim_node",
+               output="screen", parameters=[params["sim_node"]])
+    recorder = Node(package="mberil_ros", executable="recorder_node", name="recorder_node",
+                    output="screen", parameters=[params["recorder_node"]])
+    demonstrator = Node(package="mberil_ros", executable="demonstrator_node",
+                        name="demonstrator_node", output="screen",
+                        parameters=[params["demonstrator_node"]])
     stop_when_done = RegisterEventHandler(
         OnProcessExit(target_action=demonstrator,
                       on_exit=[EmitEvent(event=Shutdown(reason="demonstrations done"))])

@@ -13,56 +13,87 @@ import os
 import signal
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 from tqdm import tqdm
 
 from mberil_ros.errors import UserError
+from mberil_ros.settings import defaults, descriptions, setting
 
-DEFAULTS = {
-    "output": None,
-    "episodes": 10,
-    "suboptimal": 5,
-    "suite": "train",
-    "seed": 0,
-    "arm": "right",
-    "storage": "mcap",
-    "real_time_factor": 10.0,
-}
+
+@dataclass
+class RecordOptions:
+    """`mberil record` options, `--config` YAML keys and record.launch.py arguments."""
+
+    output: str = setting("", "bag folder to write (must not exist; required)")
+    expert_episodes: int = setting(10, "episodes by the scripted expert (label: expert)")
+    suboptimal_episodes: int = setting(5, "episodes by the sub-optimal demonstrators "
+                                       "(label: suboptimal)")
+    suite: str = setting("train", "task suite: train | heldout_init | heldout_obstacles")
+    seed: int = setting(0, "seed of the first episode (later ones use seed+1, seed+2, ...)")
+    arm: str = setting("right", "driven arm: right | left | both")
+    storage: str = setting("mcap", "rosbag2 storage: mcap | sqlite3")
+    real_time_factor: float = setting(10.0, "upper bound on sim speed relative to the wall "
+                                      "clock; the sim runs in lockstep with the demonstrator")
+
+
+def node_parameters(o: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each node's parameters for a recording, from the options (values or, in the launch
+    file, LaunchConfigurations): `mberil record` and record.launch.py start the same thing."""
+    common = {"suite": o["suite"], "seed": o["seed"], "arm": o["arm"]}
+    return {
+        # episodes start when the demonstrator resets the sim; lockstep pairs each recorded
+        # state with the command computed from it
+        "sim_node": {**common, "real_time_factor": o["real_time_factor"],
+                     "auto_start": False, "lockstep": True},
+        "recorder_node": {"output": o["output"], "storage": o["storage"],
+                          "use_sim_time": True},
+        "demonstrator_node": {**common, "expert_episodes": o["expert_episodes"],
+                              "suboptimal_episodes": o["suboptimal_episodes"],
+                              "use_sim_time": True,
+                              "min_command_subscribers": 2},  # the sim and the recorder
+    }
+
+
 PROGRESS_PREFIX = "[mberil-progress]"
 
 
+# command-line flags whose name differs from the option they set
+FLAGS = {"expert_episodes": "--episodes", "suboptimal_episodes": "--suboptimal"}
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-o", "--output", help="bag folder to write (must not exist)")
-    parser.add_argument("--config", type=Path, help="YAML with any of the options below")
-    parser.add_argument("--episodes", type=int, help="expert episodes (default 10)")
-    parser.add_argument("--suboptimal", type=int, help="sub-optimal episodes (default 5)")
-    parser.add_argument("--suite", help="train | heldout_init | heldout_obstacles")
-    parser.add_argument("--seed", type=int, help="seed of the first episode (default 0)")
-    parser.add_argument("--arm", help="right | left | both (default right)")
-    parser.add_argument("--storage", choices=["mcap", "sqlite3"], help="default mcap")
-    parser.add_argument("--real-time-factor", type=float, dest="real_time_factor",
-                        help="upper bound on sim speed relative to wall clock; the sim "
-                        "runs in lockstep with the demonstrator (default 10)")
+    parser.add_argument("--config", type=Path, help="YAML with any of the options below "
+                        "(keys as in the option names: expert_episodes, real_time_factor, ...)")
+    text = descriptions(RecordOptions)
+    for name, default in defaults(RecordOptions).items():
+        flags = ["-o", "--output"] if name == "output" else [
+            FLAGS.get(name, "--" + name.replace("_", "-"))]
+        shown = "" if default == "" else f" (default {default})"
+        parser.add_argument(*flags, dest=name, type=type(default) if default != "" else str,
+                            metavar=name.upper(), help=text[name] + shown)
     parser.add_argument("--log-dir", type=Path, help="where node logs go (default OUTPUT.logs)")
 
 
 def resolve_options(args: argparse.Namespace) -> dict:
-    options = dict(DEFAULTS)
+    known = defaults(RecordOptions)
+    options = dict(known)
     if args.config is not None:
         if not args.config.is_file():
             raise UserError(f"{args.config}: config file not found")
         loaded = yaml.safe_load(args.config.read_text()) or {}
         if not isinstance(loaded, dict):
             raise UserError(f"{args.config}: expected a mapping of options")
-        unknown = sorted(set(loaded) - set(DEFAULTS))
+        unknown = sorted(set(loaded) - set(known))
         if unknown:
             raise UserError(
-                f"{args.config}: unknown option(s) {unknown}; known: {sorted(DEFAULTS)}"
+                f"{args.config}: unknown option(s) {unknown}; known: {sorted(known)}"
             )
         options.update(loaded)
-    for key in DEFAULTS:
+    for key in known:
         value = getattr(args, key, None)
         if value is not None:
             options[key] = value
@@ -70,10 +101,10 @@ def resolve_options(args: argparse.Namespace) -> dict:
         raise UserError("no output bag given (-o/--output or `output:` in --config)")
     if Path(options["output"]).exists():
         raise UserError(f"{options['output']}: output bag already exists")
-    for key in ("episodes", "suboptimal", "seed"):
+    for key in ("expert_episodes", "suboptimal_episodes", "seed"):
         if not isinstance(options[key], int) or options[key] < 0:
             raise UserError(f"{key} must be a non-negative integer, got {options[key]!r}")
-    if options["episodes"] + options["suboptimal"] == 0:
+    if options["expert_episodes"] + options["suboptimal_episodes"] == 0:
         raise UserError("nothing to record: --episodes and --suboptimal are both 0")
     if not options["real_time_factor"] > 0:
         raise UserError(f"real_time_factor must be > 0, got {options['real_time_factor']}")
@@ -114,8 +145,8 @@ def run(args: argparse.Namespace) -> int:
     log_dir = args.log_dir or output.with_name(output.name + ".logs")
     log_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    total = options["episodes"] + options["suboptimal"]
-    common = {"suite": options["suite"], "seed": options["seed"], "arm": options["arm"]}
+    total = options["expert_episodes"] + options["suboptimal_episodes"]
+    params = node_parameters({**options, "output": str(output)})
 
     procs: dict[str, subprocess.Popen] = {}
 
@@ -126,17 +157,10 @@ def run(args: argparse.Namespace) -> int:
         procs[name] = proc
         return proc
 
-    start("sim_node", {**common, "real_time_factor": options["real_time_factor"],
-                       "auto_start": False, "lockstep": True})
-    start("recorder_node", {"output": str(output), "storage": options["storage"],
-                            "use_sim_time": True})
-    demo = start(
-        "demonstrator_node",
-        {**common, "expert_episodes": options["episodes"],
-         "suboptimal_episodes": options["suboptimal"], "use_sim_time": True,
-         "min_command_subscribers": 2},  # the sim and the recorder
-        stdout=subprocess.PIPE, text=True,
-    )
+    start("sim_node", params["sim_node"])
+    start("recorder_node", params["recorder_node"])
+    demo = start("demonstrator_node", params["demonstrator_node"], stdout=subprocess.PIPE,
+                 text=True)
     interrupted = False
     try:
         with tqdm(total=total, desc="recording", unit="episode") as bar:

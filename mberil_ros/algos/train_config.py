@@ -2,7 +2,7 @@
 
     algorithm: offline_mberil     # or bc
     dataset: datasets/demos
-    steps: 2000
+    steps: 3000
     ...
     algo:                         # fields of OfflineMBERILConfig / BCConfig
       network:
@@ -45,15 +45,16 @@ class RunConfig:
     device: str = "auto"  # auto (cuda if available) | cpu | cuda | cuda:N
     deterministic: bool = False  # torch deterministic algorithms: bit-exact resume on CPU
     num_threads: int = 0  # torch intra-op threads per process; 0 keeps torch's default
-    steps: int = 2000  # training iterations (each: the algorithm's train_step)
+    steps: int = 3000  # training iterations (each: the algorithm's train_step)
     log_every: int = 10  # steps between TensorBoard/metrics.jsonl rows
-    eval_every: int = 200  # steps between held-out evaluations (NLL_pi, NLL_m)
-    checkpoint_every: int = 200  # steps between checkpoints (one is also written at the end)
-    keep_checkpoints: int = 3  # newest checkpoints kept (plus `best`)
+    eval_every: int = 250  # steps between held-out evaluations (NLL_pi, NLL_m)
+    checkpoint_every: int = 250  # steps between checkpoints (one is also written at the end)
+    keep_checkpoints: int = 3  # newest checkpoints kept (plus what last, best and warmstart
+    #   point to); 0 keeps every checkpoint
     early_stopping_patience: int = 0  # evaluations without a better score before stopping; 0 off
     eval_episodes: int = 0  # closed-loop episodes per evaluation on validation layouts of the
     #   train suite (never the held-out suites); > 0: `best` = highest success, ties broken by
-    #   lower NLL_pi; 0: `best` = lowest held-out NLL_pi
+    #   smaller final distance, then lower NLL_pi; 0: `best` = lowest held-out NLL_pi
     progress: bool = True  # tqdm progress bar (rank 0)
 
     def validate(self) -> None:

@@ -19,6 +19,18 @@ FEATURES = ("none", "hand")
 TIME_EMBEDDINGS = ("learned_clamped", "none")
 
 
+def _head_config(obj: object, *positive: str) -> None:
+    """Shared checks of the head configs: a nested encoder given as a mapping, positive
+    sizes, an ordered log-std range (where there is one)."""
+    if isinstance(obj.encoder, dict):
+        obj.encoder = EncoderConfig(**obj.encoder)
+    _positive(obj, *positive)
+    low, high = getattr(obj, "log_std_min", None), getattr(obj, "log_std_max", None)
+    if low is not None and not low < high:
+        raise ValueError(f"{type(obj).__name__}.log_std_min must be < log_std_max, got "
+                         f"{low}, {high}")
+
+
 def _positive(obj: object, *names: str) -> None:
     for name in names:
         value = getattr(obj, name)
@@ -125,12 +137,7 @@ class PolicyConfig:
     log_std_max: float = 2.0
 
     def __post_init__(self) -> None:
-        if isinstance(self.encoder, dict):
-            self.encoder = EncoderConfig(**self.encoder)
-        _positive(self, "hidden")
-        if not self.log_std_min < self.log_std_max:
-            raise ValueError("PolicyConfig.log_std_min must be < log_std_max, got "
-                             f"{self.log_std_min}, {self.log_std_max}")
+        _head_config(self, "hidden")
 
 
 @dataclass
@@ -145,9 +152,7 @@ class DynamicsConfig:
     dynamic_dims: list[int] | None = None
 
     def __post_init__(self) -> None:
-        if isinstance(self.encoder, dict):
-            self.encoder = EncoderConfig(**self.encoder)
-        _positive(self, "ensemble_size", "hidden")
+        _head_config(self, "ensemble_size", "hidden")
         if self.dynamic_dims is not None:
             dims = [int(d) for d in self.dynamic_dims]
             if not dims or len(set(dims)) != len(dims) or not all(
@@ -155,9 +160,6 @@ class DynamicsConfig:
                 raise ValueError(f"DynamicsConfig.dynamic_dims must be distinct indices in "
                                  f"[0, {self.encoder.obs_dim}), got {self.dynamic_dims!r}")
             self.dynamic_dims = dims
-        if not self.log_std_min < self.log_std_max:
-            raise ValueError("DynamicsConfig.log_std_min must be < log_std_max, got "
-                             f"{self.log_std_min}, {self.log_std_max}")
 
 
 @dataclass
@@ -166,9 +168,7 @@ class DiscriminatorConfig:
     hidden: int = 256
 
     def __post_init__(self) -> None:
-        if isinstance(self.encoder, dict):
-            self.encoder = EncoderConfig(**self.encoder)
-        _positive(self, "hidden")
+        _head_config(self, "hidden")
 
 
 CONFIG_TYPES: dict[str, type] = {

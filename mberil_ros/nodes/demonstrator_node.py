@@ -15,9 +15,9 @@ from __future__ import annotations
 import json
 import sys
 import time
+from dataclasses import dataclass
 
 import numpy as np
-import rclpy
 from rcl_interfaces.srv import SetParameters
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -28,36 +28,41 @@ from std_srvs.srv import Trigger
 
 from mberil_ros.errors import UserError
 from mberil_ros.nodes import spinning
+from mberil_ros.record import PROGRESS_PREFIX
+from mberil_ros.settings import setting
 from mberil_ros.sim.demonstrators import DEMONSTRATORS, make_demonstrator
 from mberil_ros.sim.layouts import episode_from_dict
 from mberil_ros.sim.observation import build_observation
 from mberil_ros.sim.scene import Obstacle
 from mberil_ros.sim.spaces import LARM_JOINTS, RARM_JOINTS, layout
 
-PROGRESS_PREFIX = "[mberil-progress]"  # parsed by `mberil record`
 
-PARAMETERS = {
-    "suite": "train",
-    "seed": 0,  # seed of the first episode; episode k uses seed + k
-    "arm": "right",
-    "expert_episodes": 10,
-    "suboptimal_episodes": 5,
-    "suboptimal_demonstrators": ["noisy", "detour", "greedy"],  # cycled through
-    "sim_node": "sim_node",
-    "controller_joints": list(RARM_JOINTS + LARM_JOINTS),
-    "command_topic": "/forward_position_controller/commands",
-    "joint_states_topic": "/joint_states",
-    "service_timeout": 30.0,  # s (wall) to wait for the sim's services and subscribers
-    # Commands sent before DDS has matched a subscriber are lost to it: wait until this many
-    # subscribers (the sim, plus the recorder when recording) receive the command topic.
-    "min_command_subscribers": 1,
-}
+@dataclass
+class DemonstratorNodeParameters:
+    suite: str = setting("train", "task suite: train | heldout_init | heldout_obstacles")
+    seed: int = setting(0, "seed of the first episode; episode k uses seed + k")
+    arm: str = setting("right", "driven arm: right | left | both")
+    expert_episodes: int = setting(10, "episodes run by the scripted expert (label expert)")
+    suboptimal_episodes: int = setting(5, "episodes run by the sub-optimal demonstrators")
+    suboptimal_demonstrators: list[str] = setting(["noisy", "detour", "greedy"],
+                                                  "sub-optimal demonstrators, cycled through")
+    sim_node: str = setting("sim_node", "name of the sim node (its ~/reset service)")
+    controller_joints: list[str] = setting(list(RARM_JOINTS + LARM_JOINTS),
+                                           "forward_position_controller joint order")
+    command_topic: str = setting("/forward_position_controller/commands",
+                                 "Float64MultiArray commands out")
+    joint_states_topic: str = setting("/joint_states", "JointState in")
+    service_timeout: float = setting(30.0, "s (wall) to wait for the sim's services and "
+                                     "subscribers")
+    # commands sent before DDS has matched a subscriber are lost to it
+    min_command_subscribers: int = setting(1, "wait until this many subscribers (the sim, plus "
+                                           "the recorder when recording) see the command topic")
 
 
 class DemonstratorNode(Node):
     def __init__(self) -> None:
         super().__init__("demonstrator_node")
-        p = spinning.declare_parameters(self, PARAMETERS)
+        p = spinning.declare_parameters(self, DemonstratorNodeParameters)
         self.params = p
         for name in p["suboptimal_demonstrators"]:
             if name not in DEMONSTRATORS or name == "expert":
@@ -191,26 +196,21 @@ class DemonstratorNode(Node):
                                                          for n in self.controller_joints]))
 
 
+def _started() -> DemonstratorNode:
+    node = DemonstratorNode()
+    node.start()
+    return node
+
+
+def _exit_code(node: DemonstratorNode, stopped: bool) -> int:
+    if stopped:
+        return 130
+    return 1 if len(node.results) < len(node.schedule) else 0
+
+
 def main(args: list[str] | None = None) -> int:
-    stop = spinning.init(args)
-    node = None
-    code = 0
-    try:
-        node = DemonstratorNode()
-        node.start()
-        spinning.spin_until(node, stop, lambda: node.finished)
-        if stop.is_set():
-            code = 130
-        elif len(node.results) < len(node.schedule):
-            code = 1
-    except UserError as exc:
-        print(f"demonstrator_node: error: {exc}", file=sys.stderr)
-        code = 2
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return code
+    return spinning.run(_started, "demonstrator_node", args, done=lambda n: n.finished,
+                        finish=_exit_code)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from __future__ import annotations
 import importlib
 import sys
 import time
+from dataclasses import dataclass
 
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
@@ -28,6 +29,7 @@ from mberil_ros.data.bag_recording import BagRecording
 from mberil_ros.data.sim_time_stamps import SimTimeStamper
 from mberil_ros.errors import UserError
 from mberil_ros.nodes import spinning
+from mberil_ros.settings import setting
 
 DEFAULT_TOPICS = [
     "/joint_states",
@@ -39,14 +41,17 @@ DEFAULT_TOPICS = [
     "/task/episode",
 ]
 
-PARAMETERS = {
-    "output": "",  # bag folder to write (must not exist)
-    "storage": "mcap",  # mcap | sqlite3
-    "topics": DEFAULT_TOPICS,
-    "distro": "ROS2_KILTED",  # rosbags typestore for message definitions and type hashes
-    "timestamps": "source",  # source | receive
-    "discovery_period": 0.2,  # s (wall) between looks for the configured topics
-}
+@dataclass
+class RecorderNodeParameters:
+    output: str = setting("", "bag folder to write (must not exist; required)")
+    storage: str = setting("mcap", "mcap | sqlite3")
+    topics: list[str] = setting(DEFAULT_TOPICS, "topics to record (each once a publisher "
+                                "exists)")
+    distro: str = setting("ROS2_KILTED", "rosbags typestore for message definitions and type "
+                          "hashes")
+    timestamps: str = setting("source", "source (the sim time the message was sent at) | "
+                              "receive")
+    discovery_period: float = setting(0.2, "s (wall) between looks for the configured topics")
 
 
 def message_class(msgtype: str) -> type:
@@ -57,7 +62,7 @@ def message_class(msgtype: str) -> type:
 class RecorderNode(Node):
     def __init__(self) -> None:
         super().__init__("recorder_node")
-        p = spinning.declare_parameters(self, PARAMETERS)
+        p = spinning.declare_parameters(self, RecorderNodeParameters)
         if not p["output"]:
             raise UserError("parameter 'output' (bag folder to write) is required")
         if p["timestamps"] not in ("source", "receive"):

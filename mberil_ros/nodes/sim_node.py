@@ -23,6 +23,7 @@ import math
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import rclpy
 from geometry_msgs.msg import Pose, PoseStamped
@@ -40,6 +41,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 from mberil_ros.errors import UserError
 from mberil_ros.nodes import spinning
+from mberil_ros.settings import setting
 from mberil_ros.sim import obstacle_markers as om
 from mberil_ros.sim.layouts import episode_to_dict, load_layouts
 from mberil_ros.sim.scene import Obstacle
@@ -49,31 +51,38 @@ from mberil_ros.sim.trajectory import TrajectoryInterpolator
 
 LATCHED = QoSProfile(depth=100, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
-PARAMETERS = {
-    "suite": "train",  # train | heldout_init | heldout_obstacles
-    "seed": 0,  # seed of the next episode; incremented after each reset
-    "arm": "right",  # right | left | both
-    "layouts_file": "",  # YAML of user layouts (docs/task.md); episodes cycle through them
-    "auto_start": True,  # start an episode at launch (false: hold init pose until ~/reset)
-    "control_rate": 50.0,  # Hz, command application and /joint_states rate
-    "physics_dt": PHYSICS_DT,  # s, MuJoCo step
-    "real_time_factor": 1.0,  # 1.0 for deployment; > 1 for data generation
-    # Data generation: during an episode, advance only once a command answered the last
-    # published state (or after lockstep_timeout s of wall time), so every recorded state is
-    # paired with the command computed from it, whatever the machine's load.
-    "lockstep": False,
-    "lockstep_timeout": 1.0,
-    "controller_joints": list(RARM_JOINTS + LARM_JOINTS),  # forward_position_controller order
-    "command_topic": "/forward_position_controller/commands",
-    "trajectory_topic": "/joint_trajectory_controller/joint_trajectory",
-    "joint_states_topic": "/joint_states",
-    "episode_label": "",  # copied into episode markers (expert | suboptimal)
-    "episode_demonstrator": "",  # copied into episode markers
-    # After a success the episode goes on for this many ticks before its end marker, so a
-    # recording shows the hand coming to rest on the target, as generated datasets do
-    # (sim/rollout_dataset.py settle_steps); a collision while settling ends it at once.
-    "settle_ticks": 25,
-}
+@dataclass
+class SimNodeParameters:
+    suite: str = setting("train", "task suite of the next episode: train | heldout_init | "
+                         "heldout_obstacles")
+    seed: int = setting(0, "layout seed of the next episode; incremented after each reset")
+    arm: str = setting("right", "driven arm: right | left | both")
+    layouts_file: str = setting("", "YAML of user layouts (docs/task.md); episodes cycle "
+                                "through them")
+    auto_start: bool = setting(True, "start an episode at launch (false: hold the init pose "
+                               "until ~/reset)")
+    control_rate: float = setting(50.0, "Hz: command application and /joint_states rate")
+    physics_dt: float = setting(PHYSICS_DT, "s: MuJoCo step")
+    real_time_factor: float = setting(1.0, "1.0 for deployment; > 1 for data generation")
+    # lockstep: every recorded state is paired with the command computed from it, whatever
+    # the machine's load
+    lockstep: bool = setting(False, "during an episode, advance only once a command answered "
+                             "the last published state (data generation)")
+    lockstep_timeout: float = setting(1.0, "s (wall) to wait for that command before stepping "
+                                      "with the last one")
+    controller_joints: list[str] = setting(list(RARM_JOINTS + LARM_JOINTS),
+                                           "forward_position_controller joint order")
+    command_topic: str = setting("/forward_position_controller/commands",
+                                 "Float64MultiArray commands in controller_joints order")
+    trajectory_topic: str = setting("/joint_trajectory_controller/joint_trajectory",
+                                    "JointTrajectory commands")
+    joint_states_topic: str = setting("/joint_states", "JointState output")
+    episode_label: str = setting("", "copied into episode markers (expert | suboptimal)")
+    episode_demonstrator: str = setting("", "copied into episode markers")
+    # a recording shows the hand coming to rest on the target, as generated datasets do
+    # (sim/rollout_dataset.py settle_steps)
+    settle_ticks: int = setting(25, "ticks an episode goes on after a success before its end "
+                                "marker (a collision while settling ends it at once)")
 
 
 def pose_at(position) -> Pose:
@@ -102,7 +111,7 @@ def obstacle_marker_array(obstacles: Sequence[Obstacle], stamp) -> MarkerArray:
 class SimNode(Node):
     def __init__(self) -> None:
         super().__init__("sim_node")
-        p = spinning.declare_parameters(self, PARAMETERS)
+        p = spinning.declare_parameters(self, SimNodeParameters)
         self.task = ReachingTask(suite=p["suite"], arm=p["arm"], seed=p["seed"])
         self.task.model.opt.timestep = float(p["physics_dt"])
         control_dt = 1.0 / float(p["control_rate"])
@@ -157,11 +166,11 @@ class SimNode(Node):
 
     # ----- parameters -----
     def _check_parameters(self, params: list[Parameter]) -> SetParametersResult:
-        for param in params:
-            if param.name == "suite" and param.value not in self.task_suites():
+        for p in params:
+            if p.name == "suite" and p.value not in self.task_suites():
                 return SetParametersResult(successful=False,
-                                           reason=f"unknown suite {param.value!r}")
-            if param.name == "seed" and (not isinstance(param.value, int) or param.value < 0):
+                                           reason=f"unknown suite {p.value!r}")
+            if p.name == "seed" and (not isinstance(p.value, int) or p.value < 0):
                 return SetParametersResult(successful=False, reason="seed must be an int >= 0")
         return SetParametersResult(successful=True)
 

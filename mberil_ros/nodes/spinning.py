@@ -12,10 +12,14 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
+from typing import Any
 
 import rclpy
+from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
+
+from mberil_ros.settings import defaults, descriptions
 
 
 def init(args: list[str] | None) -> threading.Event:
@@ -38,29 +42,37 @@ def spin_until(node: Node, stop: threading.Event,
         rclpy.spin_once(node, timeout_sec=0.05)
 
 
-def run(make_node: Callable[[], Node], name: str, args: list[str] | None,
-        cleanup: Callable[[Node], None] = lambda node: None) -> int:
-    """A node's main(): build it, spin until stopped, clean up; bad input exits 2."""
+def run(make_node: Callable[[], Node], name: str, args: list[str] | None, *,
+        done: Callable[[Any], bool] = lambda node: False,
+        finish: Callable[[Any, bool], int] = lambda node, stopped: 0,
+        cleanup: Callable[[Any], int | None] = lambda node: None) -> int:
+    """Every node's main(): build it, spin until a stop signal or ``done(node)``, then
+    ``finish(node, stopped)`` gives the exit code; ``cleanup(node)`` always runs on a live
+    context (it may return a non-zero code of its own). Bad input (UserError) exits 2."""
     from mberil_ros.errors import UserError
 
     stop = init(args)
     node = None
+    code = 0
     try:
         node = make_node()
-        spin_until(node, stop)
+        spin_until(node, stop, lambda: done(node))
+        code = finish(node, stop.is_set())
     except UserError as exc:
         print(f"{name}: error: {exc}", file=sys.stderr)
-        return 2
+        code = 2
     finally:
         if node is not None:
-            cleanup(node)
+            code = code or cleanup(node) or 0
             node.destroy_node()
         rclpy.try_shutdown()
-    return 0
+    return code
 
 
-def declare_parameters(node: Node, defaults: dict[str, object]) -> dict[str, object]:
-    """Declare every parameter of a node's table in one place; return their values."""
-    for name, default in defaults.items():
-        node.declare_parameter(name, default)
-    return {name: node.get_parameter(name).value for name in defaults}
+def declare_parameters(node: Node, params: type) -> dict[str, Any]:
+    """Declare every parameter of a node's dataclass (defaults and descriptions in one place);
+    return their values."""
+    text = descriptions(params)
+    for name, default in defaults(params).items():
+        node.declare_parameter(name, default, ParameterDescriptor(description=text[name]))
+    return {name: node.get_parameter(name).value for name in text}

@@ -14,9 +14,9 @@ from __future__ import annotations
 import sys
 import threading
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.node import Node
 
@@ -24,19 +24,22 @@ from mberil_ros.algos.runner import TrainingRun, prepare_run
 from mberil_ros.errors import UserError
 from mberil_ros.nodes import spinning
 from mberil_ros.paths import config_file
+from mberil_ros.settings import setting
 
-PARAMETERS = {
-    "config": "",  # training YAML; empty: the package's config/train.yaml
-    "overrides": [""],  # KEY=VALUE overrides, as for `mberil train`
-    "resume": "",  # run folder to resume
-    "publish_rate": 2.0,  # Hz, /diagnostics
-}
+
+@dataclass
+class TrainerNodeParameters:
+    config: str = setting("", "training YAML; empty: the package's config/train.yaml")
+    # [""]: a typed empty string list (an empty list has no ROS parameter type)
+    overrides: list[str] = setting([""], "KEY=VALUE overrides, as for `mberil train`")
+    resume: str = setting("", "run folder to resume")
+    publish_rate: float = setting(2.0, "Hz: /diagnostics")
 
 
 class TrainerNode(Node):
     def __init__(self) -> None:
         super().__init__("trainer_node")
-        p = spinning.declare_parameters(self, PARAMETERS)
+        p = spinning.declare_parameters(self, TrainerNodeParameters)
         overrides = [o for o in p["overrides"] if o]
         resume = Path(p["resume"]) if p["resume"] else None
         config = Path(p["config"]) if p["config"] else (
@@ -98,30 +101,27 @@ class TrainerNode(Node):
         self.worker.join()
 
 
+def _final_status(node: TrainerNode, stopped: bool) -> int:
+    if node.done.is_set():
+        node.publish()
+    return 0
+
+
+def _stop(node: TrainerNode) -> int:
+    """Stop training (a final checkpoint is written) and report how it ended."""
+    node.stop()
+    if node.error is not None:
+        print(f"trainer_node: error: {node.error}", file=sys.stderr)
+        return 1
+    if node.summary is not None:
+        print(f"trainer_node: stopped at step {node.summary.step}; checkpoints in "
+              f"{node.run_dir / 'checkpoints'}", flush=True)
+    return 0
+
+
 def main(args: list[str] | None = None) -> int:
-    stop = spinning.init(args)
-    node = None
-    code = 0
-    try:
-        node = TrainerNode()
-        spinning.spin_until(node, stop, node.done.is_set)
-        if node.done.is_set():
-            node.publish()  # the final status
-    except UserError as exc:
-        print(f"trainer_node: error: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        if node is not None:
-            node.stop()
-            if node.error is not None:
-                print(f"trainer_node: error: {node.error}", file=sys.stderr)
-                code = 1
-            elif node.summary is not None:
-                print(f"trainer_node: stopped at step {node.summary.step}; checkpoints in "
-                      f"{node.run_dir / 'checkpoints'}", flush=True)
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return code
+    return spinning.run(TrainerNode, "trainer_node", args, done=lambda n: n.done.is_set(),
+                        finish=_final_status, cleanup=_stop)
 
 
 if __name__ == "__main__":
