@@ -43,3 +43,19 @@ def test_training_yaml_matches_the_dataclass_defaults(name, allowed):
 
 def test_dataset_yaml_matches_the_dataclass_defaults():
     assert load_config(config_file("dataset.yaml")).to_dict() == load_config(None).to_dict()
+
+
+def test_every_node_parameter_and_record_option_is_described():
+    """`ros2 param describe`, `mberil record --help` and the launch arguments print these."""
+    pytest.importorskip("rclpy")
+    from mberil_ros.nodes.demonstrator_node import DemonstratorNodeParameters
+    from mberil_ros.nodes.recorder_node import RecorderNodeParameters
+    from mberil_ros.nodes.sim_node import SimNodeParameters
+    from mberil_ros.nodes.trainer_node import TrainerNodeParameters
+    from mberil_ros.record import RecordOptions
+    from mberil_ros.settings import descriptions
+
+    for cls in (SimNodeParameters, DemonstratorNodeParameters, RecorderNodeParameters,
+                TrainerNodeParameters, RecordOptions):
+        missing = [name for name, text in descriptions(cls).items() if len(text) < 8]
+        assert not missing, f"{cls.__name__}: no description for {missing}"

@@ -9,7 +9,8 @@ import torch
 from algos_tester import TINY_NET, tiny_data
 
 from mberil_ros.algos.common import randn, tanh_gaussian_sample
-from mberil_ros.algos.offline_mberil import OfflineMBERIL, OfflineMBERILConfig, extend
+from mberil_ros.algos.data import extend
+from mberil_ros.algos.offline_mberil import OfflineMBERIL, OfflineMBERILConfig
 from mberil_ros.models import (
     EncoderConfig,
     Mamba,

@@ -5,20 +5,19 @@ run reproduces the next losses bit-exactly)."""
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Iterable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from mberil_ros.algos.data import OfflineData
 from mberil_ros.models.config import BACKBONES, FEATURES, INPUTS, EncoderConfig, MambaConfig
 from mberil_ros.models.hand_features import HandFeatures
+from mberil_ros.models.heads import tanh_gaussian_log_prob
 
-_LOG_2PI = math.log(2 * math.pi)
 T = TypeVar("T")
 
 
@@ -151,16 +150,8 @@ def tanh_gaussian_sample(mu: torch.Tensor, log_std: torch.Tensor, gen: torch.Gen
                          ) -> tuple[torch.Tensor, torch.Tensor]:
     """Reparameterised u = tanh(mu + sigma eps) and its exact log density (as
     TanhGaussianPolicy.sample_from_params, but with the algorithm's generator)."""
-    eps = randn(gen, mu.shape, mu)
-    pre = mu + torch.exp(log_std) * eps
-    log_n = -0.5 * eps.square() - log_std - 0.5 * _LOG_2PI
-    log_jac = 2.0 * (math.log(2.0) - pre - F.softplus(-2.0 * pre))
-    return torch.tanh(pre), (log_n - log_jac).sum(-1)
-
-
-def gaussian_log_prob(x: torch.Tensor, mu: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
-    z = (x - mu) * torch.exp(-log_std)
-    return (-0.5 * z.square() - log_std - 0.5 * _LOG_2PI).sum(-1)
+    pre = mu + torch.exp(log_std) * randn(gen, mu.shape, mu)
+    return torch.tanh(pre), tanh_gaussian_log_prob(pre, mu, log_std)
 
 
 def clone_frozen(module: nn.Module) -> nn.Module:
@@ -197,3 +188,14 @@ def seeded(seed: int):
 def generator_state(gen: torch.Generator) -> torch.Tensor:
     return gen.get_state().clone()
 
+
+@contextmanager
+def frozen(*modules: nn.Module):
+    """No parameter gradients for ``modules`` inside (the gradient still reaches inputs)."""
+    for m in modules:
+        set_requires_grad(m, False)
+    try:
+        yield
+    finally:
+        for m in modules:
+            set_requires_grad(m, True)

@@ -269,3 +269,11 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean of x over the True entries of mask (same leading shape)."""
     m = mask.to(x.dtype)
     return (x * m).sum() / m.sum().clamp(min=1.0)
+
+
+def extend(batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """Tokens x_0, y_0, ..., y_{T-1} with their previous-action tokens: step t+1 of this
+    sequence is h_t extended by its real next state."""
+    obs = torch.cat([batch.obs[:, :1], batch.next_obs], 1)
+    prev = torch.cat([batch.prev_act[:, :1], batch.next_prev_act], 1)
+    return obs, prev

@@ -26,7 +26,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,21 +49,26 @@ from mberil_ros.algos.common import (
     clone_frozen,
     config_from_dict,
     configure_features,
-    gaussian_log_prob,
+    frozen,
     generator_state,
     make_optimizer,
     nested,
     polyak,
     randn,
     seeded,
-    set_requires_grad,
     tanh_gaussian_sample,
 )
-from mberil_ros.algos.data import Batch, DataConfig, OfflineData, masked_mean
+from mberil_ros.algos.data import Batch, DataConfig, OfflineData, extend, masked_mean
+from mberil_ros.algos.rollout_fifo import RolloutFIFO
 from mberil_ros.errors import UserError
 from mberil_ros.models.config import DiscriminatorConfig, DynamicsConfig
-from mberil_ros.models.encoder import SequenceEncoder
-from mberil_ros.models.heads import Discriminator, GaussianEnsembleDynamics, mlp
+from mberil_ros.models.heads import (
+    Discriminator,
+    GaussianEnsembleDynamics,
+    UnstructuredDiscriminator,
+    mixture_log_prob,
+    mixture_log_prob_per_dim,
+)
 
 DISCRIMINATORS = ("structured", "unstructured")
 BASELINES = ("polyak", "uniform", "mle")
@@ -166,96 +170,6 @@ class OfflineMBERILConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-
-class UnstructuredDiscriminator(nn.Module):
-    """Free logit networks (the ablation of §4): f_pi(h_t, u_t) and f_m(h_t, u_t, y - x_t)."""
-
-    def __init__(self, cfg: DiscriminatorConfig, delta_dim: int) -> None:
-        super().__init__()
-        self.cfg = cfg
-        self.encoder = SequenceEncoder(cfg.encoder)
-        d, a, o = self.encoder.out_dim, cfg.encoder.act_dim, delta_dim
-        self.pi_head = mlp(d + a, cfg.hidden, 1)
-        self.m_head = mlp(d + a + o, cfg.hidden, 1)
-
-    def f_pi(self, latent: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
-        return self.pi_head(torch.cat([latent, act], -1)).squeeze(-1)
-
-    def f_m(self, latent: torch.Tensor, act: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
-        return self.m_head(torch.cat([latent, act, delta], -1)).squeeze(-1)
-
-
-@contextmanager
-def frozen(*modules: nn.Module):
-    """No parameter gradients for ``modules`` inside (the gradient still reaches inputs)."""
-    for m in modules:
-        set_requires_grad(m, False)
-    try:
-        yield
-    finally:
-        for m in modules:
-            set_requires_grad(m, True)
-
-
-def extend(batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-    """Tokens x_0, y_0, ..., y_{T-1} with their previous-action tokens: step t+1 of this
-    sequence is h_t extended by its real next state."""
-    obs = torch.cat([batch.obs[:, :1], batch.next_obs], 1)
-    prev = torch.cat([batch.prev_act[:, :1], batch.next_prev_act], 1)
-    return obs, prev
-
-
-def model_log_prob(mu: torch.Tensor, log_std: torch.Tensor, delta: torch.Tensor
-                   ) -> torch.Tensor:
-    """ln p(y | h, u) of the ensemble as an equal-weight mixture: mu/log_std (E, ..., D), the
-    transition's ``delta`` = GaussianEnsembleDynamics.delta(x, y) (the dynamic dims)."""
-    per_member = gaussian_log_prob(delta.unsqueeze(0), mu, log_std)
-    return torch.logsumexp(per_member, 0) - math.log(mu.shape[0])
-
-
-def per_dim_log_prob(mu: torch.Tensor, log_std: torch.Tensor, delta: torch.Tensor
-                     ) -> torch.Tensor:
-    """Per-dim marginals of the mixture: (..., D) log densities."""
-    z = (delta.unsqueeze(0) - mu) * torch.exp(-log_std)
-    per = -0.5 * z.square() - log_std - 0.5 * math.log(2 * math.pi)
-    return torch.logsumexp(per, 0) - math.log(mu.shape[0])
-
-
-class RolloutFIFO:
-    """D_G: generated sequences (real prefix + H model steps) with a mask of generated states."""
-
-    def __init__(self, capacity: int, t_max: int, obs_dim: int, act_dim: int) -> None:
-        self.obs = torch.zeros(capacity, t_max, obs_dim)
-        self.prev_act = torch.zeros(capacity, t_max, act_dim)
-        self.gen = torch.zeros(capacity, t_max, dtype=torch.bool)
-        self.length = torch.zeros(capacity, dtype=torch.long)
-        self.ptr, self.count = 0, 0
-
-    def add(self, obs: torch.Tensor, prev_act: torch.Tensor, gen: torch.Tensor,
-            length: torch.Tensor) -> None:
-        n, t = obs.shape[:2]
-        rows = (self.ptr + torch.arange(n)) % len(self.length)
-        self.obs[rows], self.prev_act[rows], self.gen[rows] = 0.0, 0.0, False
-        self.obs[rows, :t], self.prev_act[rows, :t], self.gen[rows, :t] = obs, prev_act, gen
-        self.length[rows] = length
-        self.ptr = int((self.ptr + n) % len(self.length))
-        self.count = min(self.count + n, len(self.length))
-
-    def sample(self, n: int, gen: torch.Generator) -> tuple[torch.Tensor, ...]:
-        rows = torch.randint(self.count, (n,), generator=gen)
-        t = int(self.length[rows].max())
-        return self.obs[rows, :t], self.prev_act[rows, :t], self.gen[rows, :t]
-
-    def state(self) -> dict[str, Any]:
-        return {"obs": self.obs.clone(), "prev_act": self.prev_act.clone(),
-                "gen": self.gen.clone(), "length": self.length.clone(), "ptr": self.ptr,
-                "count": self.count}
-
-    def load_state(self, s: dict[str, Any]) -> None:
-        for k in ("obs", "prev_act", "gen", "length"):
-            getattr(self, k).copy_(s[k])
-        self.ptr, self.count = int(s["ptr"]), int(s["count"])
 
 
 class OfflineMBERIL:
@@ -382,8 +296,9 @@ class OfflineMBERIL:
             b = b.to(self.device)
             mu, ls = self.model(b.obs, b.prev_act, b.act)
             delta = self.model.delta(b.obs, b.next_obs)
-            lp = model_log_prob(mu, ls, delta)
-            per_dim += (per_dim_log_prob(mu, ls, delta) * b.mask[..., None]).sum((0, 1)).cpu()
+            lp = mixture_log_prob(mu, ls, delta)
+            per_dim += (mixture_log_prob_per_dim(mu, ls, delta)
+                        * b.mask[..., None]).sum((0, 1)).cpu()
             for label, rows in (("expert", b.expert), ("suboptimal", ~b.expert)):
                 m = b.mask & rows[:, None]
                 sums[label][0] += float((lp * m).sum())
@@ -526,7 +441,7 @@ class OfflineMBERIL:
                y: torch.Tensor) -> torch.Tensor:
         if mu_q is None:  # "uniform" model baseline: an improper constant, ln q = 0
             return torch.zeros(y.shape[:-1], device=y.device)
-        return model_log_prob(mu_q, ls_q, self.model.delta(obs, y))
+        return mixture_log_prob(mu_q, ls_q, self.model.delta(obs, y))
 
     def _policy_logit(self, obs: torch.Tensor, prev: torch.Tensor, u: torch.Tensor
                       ) -> torch.Tensor:
@@ -554,7 +469,7 @@ class OfflineMBERIL:
             y = self.model.compose(x_t, mu_t[member, rows] + torch.exp(ls_t[member, rows]) * eps)
             if not reparam:
                 y = y.detach()
-            log_p = model_log_prob(mu_t, ls_t, self.model.delta(x_t, y))
+            log_p = mixture_log_prob(mu_t, ls_t, self.model.delta(x_t, y))
         with torch.no_grad():
             mq, lq = (self.model_base(b.obs, b.prev_act, b.act) if self.model_base is not None
                       else (None, None))
@@ -598,19 +513,18 @@ class OfflineMBERIL:
             obs_ext, prev_ext = extend(r)
             lat = self.disc.encoder(obs_ext, prev_ext)
             lat_t, lat_next = lat[:, :-1], lat[:, 1:]
-            rq = self.disc.r(lat_t, r.act) - self.disc.Q(lat_t, r.act)
             with torch.no_grad():
                 mu, ls = self.model(r.obs, r.prev_act, r.act)
-                log_p = model_log_prob(mu, ls, self.model.delta(r.obs, r.next_obs))
+                log_p = mixture_log_prob(mu, ls, self.model.delta(r.obs, r.next_obs))
                 mq = self.model_base(r.obs, r.prev_act, r.act) if self.model_base else None
                 log_q = self._log_q(*(mq or (None, None)), r.obs, r.next_obs)
-            bm = c.beta_m
-            z_real = (bm * (rq + c.gamma * self.disc.V(lat_next)) + (bm / c.eta_m) * log_q
-                      - log_p)[r.mask]
+            z_real = L.structured_model_logit(
+                self.disc.r(lat_t, r.act), self.disc.V(lat_next), self.disc.Q(lat_t, r.act),
+                log_q, log_p, c.beta_m, c.eta_m, c.gamma)[r.mask]
             z_cf = L.structured_model_logit(
                 self.disc.r(lat_t[rows, t], r.act[rows, t]), self._v_of(r, cf),
                 self.disc.Q(lat_t[rows, t], r.act[rows, t]), cf["log_q"], cf["log_p"],
-                bm, c.eta_m, c.gamma)
+                c.beta_m, c.eta_m, c.gamma)
         else:
             lat = self.disc.encoder(r.obs, r.prev_act)
             z_real = self.disc.f_m(lat, r.act, self.model.delta(r.obs, r.next_obs))[r.mask]

@@ -21,6 +21,40 @@ _LOG_2PI = math.log(2 * math.pi)
 _ACT_EPS = 1e-6
 
 
+def gaussian_log_prob_per_dim(x: torch.Tensor, mu: torch.Tensor, log_std: torch.Tensor
+                              ) -> torch.Tensor:
+    """ln N(x; mu, sigma) per dimension."""
+    z = (x - mu) * torch.exp(-log_std)
+    return -0.5 * z.square() - log_std - 0.5 * _LOG_2PI
+
+
+def gaussian_log_prob(x: torch.Tensor, mu: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
+    """ln N(x; mu, diag sigma^2), summed over the last dim."""
+    return gaussian_log_prob_per_dim(x, mu, log_std).sum(-1)
+
+
+def tanh_gaussian_log_prob(pre: torch.Tensor, mu: torch.Tensor, log_std: torch.Tensor
+                           ) -> torch.Tensor:
+    """ln density of u = tanh(pre), pre ~ N(mu, sigma): ln N(pre) - sum ln(1 - u^2), with
+    ln(1 - tanh(x)^2) = 2 (ln 2 - x - softplus(-2x)): exact and stable for large |x|."""
+    log_jac = 2.0 * (math.log(2.0) - pre - F.softplus(-2.0 * pre))
+    return gaussian_log_prob(pre, mu, log_std) - log_jac.sum(-1)
+
+
+def mixture_log_prob(mu: torch.Tensor, log_std: torch.Tensor, delta: torch.Tensor
+                     ) -> torch.Tensor:
+    """ln p(delta) of an ensemble as an equal-weight mixture: mu/log_std (E, ..., D)."""
+    per_member = gaussian_log_prob(delta.unsqueeze(0), mu, log_std)
+    return torch.logsumexp(per_member, 0) - math.log(mu.shape[0])
+
+
+def mixture_log_prob_per_dim(mu: torch.Tensor, log_std: torch.Tensor, delta: torch.Tensor
+                             ) -> torch.Tensor:
+    """Per-dim marginals of the mixture: (..., D) log densities."""
+    per = gaussian_log_prob_per_dim(delta.unsqueeze(0), mu, log_std)
+    return torch.logsumexp(per, 0) - math.log(mu.shape[0])
+
+
 def mlp(inp: int, hidden: int, out: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(inp, hidden), nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(),
                          nn.Linear(hidden, out))
@@ -53,13 +87,8 @@ class TanhGaussianPolicy(nn.Module):
     def log_prob_from_params(mu: torch.Tensor, log_std: torch.Tensor, action: torch.Tensor
                              ) -> torch.Tensor:
         """Exact log density of a in (-1,1)^d: log N(atanh a) - sum log(1 - a^2)."""
-        a = action.clamp(-1 + _ACT_EPS, 1 - _ACT_EPS)
-        pre = torch.atanh(a)
-        z = (pre - mu) * torch.exp(-log_std)
-        log_n = -0.5 * z.square() - log_std - 0.5 * _LOG_2PI
-        # log(1 - tanh(x)^2) = 2 (log 2 - x - softplus(-2x)): exact and stable for large |x|
-        log_jac = 2.0 * (math.log(2.0) - pre - F.softplus(-2.0 * pre))
-        return (log_n - log_jac).sum(-1)
+        pre = torch.atanh(action.clamp(-1 + _ACT_EPS, 1 - _ACT_EPS))
+        return tanh_gaussian_log_prob(pre, mu, log_std)
 
     def log_prob(self, obs: torch.Tensor, prev_act: torch.Tensor | None,
                  action: torch.Tensor) -> torch.Tensor:
@@ -72,10 +101,7 @@ class TanhGaussianPolicy(nn.Module):
                            ) -> tuple[torch.Tensor, torch.Tensor]:
         """Reparameterised sample and its exact log-probability."""
         pre = mu + torch.exp(log_std) * torch.randn_like(mu)
-        z = (pre - mu) * torch.exp(-log_std)
-        log_n = -0.5 * z.square() - log_std - 0.5 * _LOG_2PI
-        log_jac = 2.0 * (math.log(2.0) - pre - F.softplus(-2.0 * pre))
-        return torch.tanh(pre), (log_n - log_jac).sum(-1)
+        return torch.tanh(pre), tanh_gaussian_log_prob(pre, mu, log_std)
 
     def sample(self, obs: torch.Tensor, prev_act: torch.Tensor | None = None
                ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -129,8 +155,7 @@ class GaussianEnsembleDynamics(nn.Module):
         """ln p(x_{t+1} | h_t, u_t) per member and step: (E, batch, len)."""
         check_input("next_observation", next_obs, self.cfg.encoder.obs_dim, "observation width")
         mu, log_std = self(obs, prev_act, act)
-        z = (self.delta(obs, next_obs) - mu) * torch.exp(-log_std)
-        return (-0.5 * z.square() - log_std - 0.5 * _LOG_2PI).sum(-1)
+        return gaussian_log_prob(self.delta(obs, next_obs), mu, log_std)
 
     def delta(self, obs: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
         """What the model predicts of a transition: next - current on the dynamic dims."""
@@ -180,3 +205,21 @@ class Discriminator(nn.Module):
         check_input("action", act, self.cfg.encoder.act_dim, "joint count")
         latent = self.encoder(obs, prev_act)
         return {"r": self.r(latent, act), "V": self.V(latent), "Q": self.Q(latent, act)}
+
+
+class UnstructuredDiscriminator(nn.Module):
+    """Free logit networks (the ablation of §4): f_pi(h_t, u_t) and f_m(h_t, u_t, y - x_t)."""
+
+    def __init__(self, cfg: DiscriminatorConfig, delta_dim: int) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = SequenceEncoder(cfg.encoder)
+        d, a, o = self.encoder.out_dim, cfg.encoder.act_dim, delta_dim
+        self.pi_head = mlp(d + a, cfg.hidden, 1)
+        self.m_head = mlp(d + a + o, cfg.hidden, 1)
+
+    def f_pi(self, latent: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        return self.pi_head(torch.cat([latent, act], -1)).squeeze(-1)
+
+    def f_m(self, latent: torch.Tensor, act: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+        return self.m_head(torch.cat([latent, act, delta], -1)).squeeze(-1)
