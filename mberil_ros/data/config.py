@@ -30,13 +30,13 @@ TOPIC_TYPES: dict[str, str] = {
 }
 
 DEFAULT_TOPICS: dict[str, dict[str, Any]] = {
-    "joint_states": {"name": "/joint_states", "max_age": 0.1},
-    "commands": {"name": "/forward_position_controller/commands", "max_age": 0.1},
-    "trajectory": {"name": "/joint_trajectory_controller/joint_trajectory", "max_age": 0.5},
-    "goal": {"name": "/task/goal", "max_age": None},
-    "goal_left": {"name": "/task/goal_left", "max_age": None},
-    "obstacles": {"name": "/task/obstacles", "max_age": None},
-    "episode": {"name": "/task/episode", "max_age": None},
+    "joint_states": {"name": spaces.TOPICS["joint_states"], "max_age": 0.1},
+    "commands": {"name": spaces.TOPICS["commands"], "max_age": 0.1},
+    "trajectory": {"name": spaces.TOPICS["trajectory"], "max_age": 0.5},
+    "goal": {"name": spaces.TOPICS["goal"], "max_age": None},
+    "goal_left": {"name": spaces.TOPICS["goal_left"], "max_age": None},
+    "obstacles": {"name": spaces.TOPICS["obstacles"], "max_age": None},
+    "episode": {"name": spaces.TOPICS["episode"], "max_age": None},
 }
 
 

@@ -34,7 +34,7 @@ from mberil_ros.sim.demonstrators import DEMONSTRATORS, make_demonstrator
 from mberil_ros.sim.layouts import episode_from_dict
 from mberil_ros.sim.observation import build_observation
 from mberil_ros.sim.scene import Obstacle
-from mberil_ros.sim.spaces import LARM_JOINTS, RARM_JOINTS, layout
+from mberil_ros.sim.spaces import LARM_JOINTS, RARM_JOINTS, TOPICS, layout
 
 
 @dataclass
@@ -49,9 +49,9 @@ class DemonstratorNodeParameters:
     sim_node: str = setting("sim_node", "name of the sim node (its ~/reset service)")
     controller_joints: list[str] = setting(list(RARM_JOINTS + LARM_JOINTS),
                                            "forward_position_controller joint order")
-    command_topic: str = setting("/forward_position_controller/commands",
+    command_topic: str = setting(TOPICS["commands"],
                                  "Float64MultiArray commands out")
-    joint_states_topic: str = setting("/joint_states", "JointState in")
+    joint_states_topic: str = setting(TOPICS["joint_states"], "JointState in")
     service_timeout: float = setting(30.0, "s (wall) to wait for the sim's services and "
                                      "subscribers")
     # commands sent before DDS has matched a subscriber are lost to it
@@ -76,7 +76,7 @@ class DemonstratorNode(Node):
         self.controller_joints = list(p["controller_joints"])
         self.command_pub = self.create_publisher(Float64MultiArray, p["command_topic"], 10)
         self.create_subscription(JointState, p["joint_states_topic"], self._on_joint_states, 10)
-        self.create_subscription(String, "/task/episode", self._on_marker,
+        self.create_subscription(String, TOPICS["episode"], self._on_marker,
                                  QoSProfile(depth=100, durability=DurabilityPolicy.TRANSIENT_LOCAL))
         sim = p["sim_node"]
         self.param_client = self.create_client(SetParameters, f"/{sim}/set_parameters")

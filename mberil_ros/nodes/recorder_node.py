@@ -30,16 +30,11 @@ from mberil_ros.data.sim_time_stamps import SimTimeStamper
 from mberil_ros.errors import UserError
 from mberil_ros.nodes import spinning
 from mberil_ros.settings import setting
+from mberil_ros.sim.spaces import TOPICS
 
-DEFAULT_TOPICS = [
-    "/joint_states",
-    "/forward_position_controller/commands",
-    "/joint_trajectory_controller/joint_trajectory",
-    "/task/goal",
-    "/task/goal_left",
-    "/task/obstacles",
-    "/task/episode",
-]
+# what a demonstration dataset is converted from (/task/layout is the sim's own debug copy)
+DEFAULT_TOPICS = [TOPICS[role] for role in ("joint_states", "commands", "trajectory", "goal",
+                                            "goal_left", "obstacles", "episode")]
 
 @dataclass
 class RecorderNodeParameters:
@@ -86,9 +81,10 @@ class RecorderNode(Node):
 
     def _discover(self) -> None:
         available = dict(self.get_topic_names_and_types())
-        if self.stamper is not None and self._clock_subscription is None and "/clock" in available:
+        clock = TOPICS["clock"]
+        if self.stamper is not None and self._clock_subscription is None and clock in available:
             self._clock_subscription = self.create_subscription(
-                ClockMsg, "/clock", self._on_clock, self._qos_for("/clock"))
+                ClockMsg, clock, self._on_clock, self._qos_for(clock))
         for topic in self.topics:
             # Subscribe once a publisher exists (as `ros2 bag record` does): its QoS decides
             # ours, and a reader made for a topic only other readers use was seen to miss a

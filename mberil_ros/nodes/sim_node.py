@@ -45,7 +45,7 @@ from mberil_ros.settings import setting
 from mberil_ros.sim import obstacle_markers as om
 from mberil_ros.sim.layouts import episode_to_dict, load_layouts
 from mberil_ros.sim.scene import Obstacle
-from mberil_ros.sim.spaces import ALL_JOINTS, LARM_JOINTS, PHYSICS_DT, RARM_JOINTS
+from mberil_ros.sim.spaces import ALL_JOINTS, LARM_JOINTS, PHYSICS_DT, RARM_JOINTS, TOPICS
 from mberil_ros.sim.task import ReachingTask
 from mberil_ros.sim.trajectory import TrajectoryInterpolator
 
@@ -72,11 +72,11 @@ class SimNodeParameters:
                                       "with the last one")
     controller_joints: list[str] = setting(list(RARM_JOINTS + LARM_JOINTS),
                                            "forward_position_controller joint order")
-    command_topic: str = setting("/forward_position_controller/commands",
+    command_topic: str = setting(TOPICS["commands"],
                                  "Float64MultiArray commands in controller_joints order")
-    trajectory_topic: str = setting("/joint_trajectory_controller/joint_trajectory",
+    trajectory_topic: str = setting(TOPICS["trajectory"],
                                     "JointTrajectory commands")
-    joint_states_topic: str = setting("/joint_states", "JointState output")
+    joint_states_topic: str = setting(TOPICS["joint_states"], "JointState output")
     episode_label: str = setting("", "copied into episode markers (expert | suboptimal)")
     episode_demonstrator: str = setting("", "copied into episode markers")
     # a recording shows the hand coming to rest on the target, as generated datasets do
@@ -126,12 +126,12 @@ class SimNode(Node):
         self.layouts = load_layouts(p["layouts_file"]) if p["layouts_file"] else []
 
         self.joint_pub = self.create_publisher(JointState, p["joint_states_topic"], 10)
-        self.clock_pub = self.create_publisher(ClockMsg, "/clock", 10)
-        self.goal_pub = self.create_publisher(PoseStamped, "/task/goal", LATCHED)
-        self.goal_left_pub = self.create_publisher(PoseStamped, "/task/goal_left", LATCHED)
-        self.obstacles_pub = self.create_publisher(MarkerArray, "/task/obstacles", LATCHED)
-        self.layout_pub = self.create_publisher(String, "/task/layout", LATCHED)
-        self.episode_pub = self.create_publisher(String, "/task/episode", LATCHED)
+        self.clock_pub = self.create_publisher(ClockMsg, TOPICS["clock"], 10)
+        self.goal_pub = self.create_publisher(PoseStamped, TOPICS["goal"], LATCHED)
+        self.goal_left_pub = self.create_publisher(PoseStamped, TOPICS["goal_left"], LATCHED)
+        self.obstacles_pub = self.create_publisher(MarkerArray, TOPICS["obstacles"], LATCHED)
+        self.layout_pub = self.create_publisher(String, TOPICS["layout"], LATCHED)
+        self.episode_pub = self.create_publisher(String, TOPICS["episode"], LATCHED)
         self.create_subscription(Float64MultiArray, p["command_topic"], self._on_command, 10)
         self.create_subscription(JointTrajectory, p["trajectory_topic"], self._on_trajectory, 10)
         self.create_service(Trigger, "~/reset", self._on_reset)

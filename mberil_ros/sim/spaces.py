@@ -1,8 +1,9 @@
-"""Observation and action layouts of the reaching task: the fixed contract.
+"""The task contract: joint groups, hand links, ROS topic names, timing, and the observation
+and action layouts of the reaching task.
 
-Every component (sim_node, demonstrator, bag -> dataset converter, policy node) builds and
-reads these vectors by the names below, never by hand-counted offsets; docs/observation.md
-has the same table for readers outside the code.
+Every component (sim_node, demonstrator, recorder, bag -> dataset converter, trainer,
+runtime) imports these names and builds and reads the vectors by the names below, never by
+hand-counted offsets; docs/observation.md has the same table for readers outside the code.
 
 Right arm (default), observation of 39 floats:
 
@@ -52,6 +53,20 @@ RARM_JOINTS: tuple[str, ...] = tuple(f"RARM_JOINT{i}" for i in range(6))
 LARM_JOINTS: tuple[str, ...] = tuple(f"LARM_JOINT{i}" for i in range(6))
 TORSO_HEAD_JOINTS: tuple[str, ...] = ("CHEST_JOINT0", "HEAD_JOINT0", "HEAD_JOINT1")
 ALL_JOINTS: tuple[str, ...] = TORSO_HEAD_JOINTS + RARM_JOINTS + LARM_JOINTS
+
+# The ROS topics of the task, by role (the converter's roles; node parameters and
+# config/dataset.yaml start from these names).
+TOPICS: dict[str, str] = {
+    "joint_states": "/joint_states",  # sensor_msgs/JointState, by joint name
+    "commands": "/forward_position_controller/commands",  # std_msgs/Float64MultiArray
+    "trajectory": "/joint_trajectory_controller/joint_trajectory",  # JointTrajectory
+    "goal": "/task/goal",  # geometry_msgs/PoseStamped: the (first) driven hand's target
+    "goal_left": "/task/goal_left",  # the left hand's target with arm both
+    "obstacles": "/task/obstacles",  # visualization_msgs/MarkerArray (docs/observation.md)
+    "episode": "/task/episode",  # std_msgs/String: JSON episode markers
+    "layout": "/task/layout",  # std_msgs/String: JSON episode geometry (sim_node)
+    "clock": "/clock",  # rosgraph_msgs/Clock from the simulator
+}
 
 ARMS = ("right", "left", "both")
 # The hand point of each arm: the JOINT5_Link origin (the flange), where goals are reached.
