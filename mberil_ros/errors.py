@@ -5,5 +5,5 @@ keeps its traceback.
 """
 
 
-class UserError(Exception):
+class UserError(ValueError):
     """Bad input (file, topic, field, value): the message names what and why, on one line."""

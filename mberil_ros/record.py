@@ -9,6 +9,7 @@ the demonstrations early and still leaves a readable bag.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import signal
 import subprocess
@@ -17,11 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from tqdm import tqdm
 
 from mberil_ros.errors import UserError
-from mberil_ros.settings import defaults, descriptions, setting
+from mberil_ros.settings import defaults, descriptions, from_mapping, read_yaml, setting
 
 
 @dataclass
@@ -82,17 +82,8 @@ def resolve_options(args: argparse.Namespace) -> dict:
     known = defaults(RecordOptions)
     options = dict(known)
     if args.config is not None:
-        if not args.config.is_file():
-            raise UserError(f"{args.config}: config file not found")
-        loaded = yaml.safe_load(args.config.read_text()) or {}
-        if not isinstance(loaded, dict):
-            raise UserError(f"{args.config}: expected a mapping of options")
-        unknown = sorted(set(loaded) - set(known))
-        if unknown:
-            raise UserError(
-                f"{args.config}: unknown option(s) {unknown}; known: {sorted(known)}"
-            )
-        options.update(loaded)
+        loaded = from_mapping(RecordOptions, read_yaml(args.config), source=args.config)
+        options.update(dataclasses.asdict(loaded))
     for key in known:
         value = getattr(args, key, None)
         if value is not None:

@@ -9,7 +9,14 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import types
+import typing
+from pathlib import Path
 from typing import Any
+
+import yaml
+
+from mberil_ros.errors import UserError
 
 
 def setting(default: Any, description: str) -> Any:
@@ -28,3 +35,82 @@ def defaults(cls: type) -> dict[str, Any]:
 
 def descriptions(cls: type) -> dict[str, str]:
     return {f.name: f.metadata.get("description", "") for f in dataclasses.fields(cls)}
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def from_mapping(cls: type, data: dict[str, Any], where: str = "", *,
+                 source: str | Path | None = None) -> Any:
+    """The one mapping -> settings dataclass converter (YAML files, overrides, JSON configs):
+    recurses into nested dataclasses; an unknown key or a rejected value is a one-line
+    UserError naming ``source`` (the file, when there is one) and the dotted key (``where``:
+    the section the mapping sits in)."""
+    head = f"{source}: " if source is not None else ""
+    if not isinstance(data, dict):
+        raise UserError(f"{head}{where or cls.__name__}: expected a mapping, got {data!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        key = f"{where}.{unknown[0]}" if where else unknown[0]
+        raise UserError(f"{head}unknown config key {key!r}; known here: {sorted(fields)}")
+    hints = _field_types(cls)
+    kwargs = {}
+    for name, value in data.items():
+        nested = _dataclass_in(hints.get(name))
+        if nested is not None and isinstance(value, dict):
+            value = from_mapping(nested, value, f"{where}.{name}" if where else name,
+                                 source=source)
+        kwargs[name] = value
+    try:
+        return cls(**kwargs)
+    except UserError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"{head}{where or 'config'}: {exc}") from None
+
+
+def _dataclass_in(hint: Any) -> type | None:
+    if dataclasses.is_dataclass(hint):
+        return hint
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        for arg in typing.get_args(hint):
+            if dataclasses.is_dataclass(arg):
+                return arg
+    return None
+
+
+def apply_overrides(config: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """``["steps=10", "algo.network.backbone=mlp"]`` into a nested mapping (values as YAML
+    scalars)."""
+    for item in overrides:
+        if "=" not in item:
+            raise UserError(f"override {item!r}: expected KEY=VALUE")
+        key, text = item.split("=", 1)
+        try:
+            value = yaml.safe_load(text) if text else ""
+        except yaml.YAMLError:
+            raise UserError(f"override {item!r}: value is not valid YAML") from None
+        node = config
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise UserError(f"override {item!r}: {part} is not a section")
+        node[parts[-1]] = value
+    return config
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise UserError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise UserError(f"{path}: not valid YAML{where}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a mapping at the top level")
+    return data

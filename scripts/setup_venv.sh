@@ -19,7 +19,7 @@ fi
 
 # Skip the pip work when nothing that decides the install changed since the last run.
 stamp="$venv/.mberil-install-stamp"
-want="$(cat "$root/setup.py" "$root/scripts/setup_venv.sh" | sha256sum | cut -d' ' -f1)-$extras"
+want="$(cat "$root/setup.py" "$root/pyproject.toml" "$root/scripts/setup_venv.sh" | sha256sum | cut -d' ' -f1)-$extras"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && "$venv/bin/python" -c "import mberil_ros, torch" 2>/dev/null; then
   echo "[setup] $venv is up to date"
   exit 0

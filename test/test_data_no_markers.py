@@ -163,3 +163,20 @@ def test_failed_expert_episodes_are_never_labelled_expert(tmp_path, capsys):
     ds2 = Dataset(out2)
     labels = [ds2.episode(i).meta["label"] for i in range(ds2.num_episodes)]
     assert labels == ["suboptimal", "expert", "expert"]
+
+
+def test_config_keys_are_set_on_the_command_line(tmp_path, capsys):
+    """`mberil convert BAG key.sub=value`: a lab's own topic names without a YAML file."""
+    msgs = [Msg("/robot/joint_states", m.msgtype, m.t_ns, m.msg) if m.topic == PLAIN[0] else m
+            for m in _plain(demo_messages(MessageFactory(), episodes=1))]
+    bag = write_bag(tmp_path / "lab", msgs)
+    out = tmp_path / "ds"
+    assert main(["convert", str(bag), "-o", str(out), "--no-progress"]) != 0
+    assert "topic /joint_states not in the bag" in capsys.readouterr().err
+    assert main(["convert", str(bag), "topics.joint_states.name=/robot/joint_states", "fps=25",
+                 "-o", str(out), "--no-progress"]) == 0
+    ds = Dataset(out)
+    assert ds.info["fps"] == 25 and ds.num_episodes == 1
+    assert main(["convert", str(bag), "topics.joint_states.nme=/x", "-o", str(tmp_path / "e"),
+                 "--no-progress"]) != 0
+    assert "topics.joint_states: unknown key(s) ['nme']" in capsys.readouterr().err

@@ -135,10 +135,12 @@ def test_record_command_rejects_bad_input(tmp_path, capsys):
     assert "unknown suite" in capsys.readouterr().err
     assert cli_main(["record", "-o", str(tmp_path / "b"), "--episodes", "0",
                      "--suboptimal", "0"]) == 2
+    assert "nothing to record" in capsys.readouterr().err
     config = tmp_path / "record.yaml"
     config.write_text("output: x\nepisodez: 3\n")
     assert cli_main(["record", "--config", str(config)]) == 2
-    assert "unknown option" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"{config}: unknown config key 'episodez'" in err and "expert_episodes" in err
     assert not (tmp_path / "b").exists()
 
 

@@ -22,7 +22,6 @@ import torch
 from mberil_ros.algos.base import no_grad_sync
 from mberil_ros.algos.common import (
     NetworkConfig,
-    config_from_dict,
     configure_features,
     generator_state,
     make_optimizer,
@@ -33,6 +32,7 @@ from mberil_ros.algos.common import (
 from mberil_ros.algos.data import Batch, DataConfig, OfflineData, masked_mean
 from mberil_ros.models.config import PolicyConfig, to_dict
 from mberil_ros.models.heads import TanhGaussianPolicy
+from mberil_ros.settings import from_mapping
 
 
 @dataclass
@@ -68,7 +68,7 @@ class BCConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> BCConfig:
-        return config_from_dict(cls, data)
+        return from_mapping(cls, data, cls.__name__)
 
 
 def build_policy(net: NetworkConfig, data: OfflineData) -> TanhGaussianPolicy:

@@ -4,11 +4,10 @@ run reproduces the next losses bit-exactly)."""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 import torch
 from torch import nn
@@ -17,19 +16,7 @@ from mberil_ros.algos.data import OfflineData
 from mberil_ros.models.config import BACKBONES, FEATURES, INPUTS, EncoderConfig, MambaConfig
 from mberil_ros.models.hand_features import HandFeatures
 from mberil_ros.models.heads import tanh_gaussian_log_prob
-
-T = TypeVar("T")
-
-
-def config_from_dict(cls: type[T], data: dict[str, Any]) -> T:
-    """Build a config dataclass from a dict; an unknown key is a ValueError naming it."""
-    if not isinstance(data, dict):
-        raise ValueError(f"{cls.__name__}: expected a mapping, got {type(data).__name__}")
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ValueError(f"{cls.__name__}: unknown field(s) {unknown}; known: {sorted(known)}")
-    return cls(**data)
+from mberil_ros.settings import from_mapping
 
 
 @dataclass
@@ -115,7 +102,7 @@ def nested(obj: Any, name: str, cls: type) -> None:
     """Turn a dict field into its dataclass (configs read from YAML/JSON)."""
     value = getattr(obj, name)
     if isinstance(value, dict):
-        setattr(obj, name, config_from_dict(cls, value))
+        setattr(obj, name, from_mapping(cls, value, f"{type(obj).__name__}.{name}"))
     elif not isinstance(value, cls):
         raise ValueError(f"{type(obj).__name__}.{name} must be a mapping, got {value!r}")
 

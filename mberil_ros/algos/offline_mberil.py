@@ -47,7 +47,6 @@ from mberil_ros.algos.bc import (
 from mberil_ros.algos.common import (
     NetworkConfig,
     clone_frozen,
-    config_from_dict,
     configure_features,
     frozen,
     generator_state,
@@ -69,6 +68,7 @@ from mberil_ros.models.heads import (
     mixture_log_prob,
     mixture_log_prob_per_dim,
 )
+from mberil_ros.settings import from_mapping
 
 DISCRIMINATORS = ("structured", "unstructured")
 BASELINES = ("polyak", "uniform", "mle")
@@ -166,7 +166,7 @@ class OfflineMBERILConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> OfflineMBERILConfig:
-        return config_from_dict(cls, data)
+        return from_mapping(cls, data, cls.__name__)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -16,15 +16,12 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import types
-import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from mberil_ros.errors import UserError
+from mberil_ros.settings import apply_overrides, from_mapping, read_yaml
 
 # name -> (module, config class, algorithm class)
 ALGORITHMS = {
@@ -73,79 +70,6 @@ class RunConfig:
                 raise UserError(f"{name}: must be an integer >= 0, got {value!r}")
 
 
-def _field_types(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
-def dataclass_from_dict(cls: type, data: dict[str, Any], where: str = "") -> Any:
-    """Build dataclass ``cls`` from a mapping, recursing into nested dataclasses; unknown keys
-    raise UserError naming the full dotted key."""
-    if not isinstance(data, dict):
-        raise UserError(f"{where or cls.__name__}: expected a mapping, got {data!r}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        key = f"{where}.{unknown[0]}" if where else unknown[0]
-        raise UserError(f"unknown config key {key!r}; known here: {sorted(fields)}")
-    hints = _field_types(cls)
-    kwargs = {}
-    for name, value in data.items():
-        hint = hints.get(name)
-        nested = _dataclass_in(hint)
-        if nested is not None and isinstance(value, dict):
-            value = dataclass_from_dict(nested, value, f"{where}.{name}" if where else name)
-        kwargs[name] = value
-    try:
-        return cls(**kwargs)
-    except (TypeError, ValueError) as exc:
-        raise UserError(f"{where or 'config'}: {exc}") from None
-
-
-def _dataclass_in(hint: Any) -> type | None:
-    if dataclasses.is_dataclass(hint):
-        return hint
-    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
-        for arg in typing.get_args(hint):
-            if dataclasses.is_dataclass(arg):
-                return arg
-    return None
-
-
-def apply_overrides(config: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """``["steps=10", "algo.network.backbone=mlp"]`` into a nested mapping (values as YAML
-    scalars)."""
-    for item in overrides:
-        if "=" not in item:
-            raise UserError(f"override {item!r}: expected KEY=VALUE")
-        key, text = item.split("=", 1)
-        try:
-            value = yaml.safe_load(text) if text else ""
-        except yaml.YAMLError:
-            raise UserError(f"override {item!r}: value is not valid YAML") from None
-        node = config
-        parts = key.split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise UserError(f"override {item!r}: {part} is not a section")
-        node[parts[-1]] = value
-    return config
-
-
-def read_yaml(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise UserError(f"{path}: config file not found")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark is not None else ""
-        raise UserError(f"{path}: not valid YAML{where}") from None
-    if not isinstance(data, dict):
-        raise UserError(f"{path}: expected a mapping at the top level")
-    return data
-
-
 @dataclass
 class TrainConfig:
     run: RunConfig
@@ -169,8 +93,8 @@ def load_train_config(path: Path | None, overrides: list[str],
     data = dict(base) if base is not None else (read_yaml(path) if path is not None else {})
     data = apply_overrides(data, overrides)
     algo_data = data.pop("algo", {}) or {}
-    run = dataclass_from_dict(RunConfig, data)
+    run = from_mapping(RunConfig, data)
     run.validate()
     config_cls, _ = algorithm_classes(run.algorithm)
-    algo = dataclass_from_dict(config_cls, algo_data, "algo")
+    algo = from_mapping(config_cls, algo_data, "algo")
     return TrainConfig(run=run, algo=algo)

@@ -11,6 +11,7 @@ import yaml
 
 from mberil_ros.data.episodes import LABELS
 from mberil_ros.errors import UserError
+from mberil_ros.settings import apply_overrides, from_mapping
 from mberil_ros.sim import spaces
 
 EPISODE_RULES = ("auto", "markers", "bag")
@@ -113,9 +114,11 @@ def _check(cond: bool, where: str, msg: str) -> None:
         raise UserError(f"{where}: {msg}")
 
 
-def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None
-                ) -> DatasetConfig:
-    """Read and validate a dataset config; ``None`` gives the defaults."""
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None,
+                settings: list[str] | None = None) -> DatasetConfig:
+    """Read and validate a dataset config; ``None`` gives the defaults. ``overrides`` replace
+    top-level keys; ``settings`` are ``key.sub=value`` items (as for `mberil train`), e.g.
+    ``topics.joint_states.name=/robot/joint_states``."""
     raw: dict[str, Any] = {}
     where = "dataset config (defaults)"
     if path is not None:
@@ -127,15 +130,13 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
         except yaml.YAMLError as exc:
             raise UserError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
         _check(isinstance(raw, dict), where, "top level must be a mapping")
-    raw = {**raw, **(overrides or {})}
+    raw = apply_overrides({**raw, **(overrides or {})}, settings or [])
     return config_from_dict(raw, where)
 
 
 def config_from_dict(raw: dict[str, Any], where: str = "dataset config") -> DatasetConfig:
-    known = {f.name for f in dataclasses.fields(DatasetConfig)}
-    unknown = sorted(set(raw) - known)
-    _check(not unknown, where, f"unknown key(s) {unknown}; known: {sorted(known)}")
-    cfg = DatasetConfig(**{k: v for k, v in raw.items() if k != "topics"})
+    cfg = from_mapping(DatasetConfig, {k: v for k, v in raw.items() if k != "topics"},
+                       source=where)
 
     _check(isinstance(cfg.fps, (int, float)) and 0 < cfg.fps <= 10000, where,
            f"fps must be a number in (0, 10000], got {cfg.fps!r}")

@@ -5,22 +5,30 @@ Examples:
     mberil convert demo1.mcap demo2.mcap --label expert -o datasets/lab   # no markers
     mberil convert long_session.mcap --split-gap 2.0 -o datasets/lab      # pauses cut episodes
     mberil convert both_arms_bag --arm both -o datasets/both
+    mberil convert lab.mcap topics.joint_states.name=/robot/joint_states fps=25 -o datasets/lab
+
+KEY=VALUE items among the bags set any key of config/dataset.yaml (dotted for nested keys),
+as `mberil train` does for its config.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 
 from mberil_ros.data.config import load_config
 from mberil_ros.data.converter import convert
 from mberil_ros.paths import config_file
 
+SETTING = re.compile(r"^[A-Za-z_][\w.]*=")  # a config override, not a bag path
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("bags", nargs="+", metavar="BAG",
-                        help="rosbag2 folders or .mcap/.db3 files, or ROS 1 .bag files; "
-                        "episodes are numbered across bags in the order given")
+    parser.add_argument("bags", nargs="+", metavar="BAG|KEY=VALUE",
+                        help="rosbag2 folders or .mcap/.db3 files, or ROS 1 .bag files "
+                        "(episodes are numbered across bags in the order given); KEY=VALUE "
+                        "items override config keys, e.g. topics.commands.name=/my/cmd")
     parser.add_argument("-o", "--output", required=True, metavar="DATASET",
                         help="dataset folder to create (docs/dataset.md)")
     parser.add_argument("--config", metavar="YAML",
@@ -57,8 +65,10 @@ def run(args: argparse.Namespace) -> int:
                                    ("arm", args.arm), ("episodes", args.episodes),
                                    ("label", args.label), ("split_gap", args.split_gap))
                  if v is not None}
-    cfg = load_config(args.config or _default_config(), overrides)
-    report = convert(args.bags, args.output, cfg, overwrite=args.overwrite,
+    settings = [b for b in args.bags if SETTING.match(b) and not Path(b).exists()]
+    bags = [b for b in args.bags if b not in settings]
+    cfg = load_config(args.config or _default_config(), overrides, settings)
+    report = convert(bags, args.output, cfg, overwrite=args.overwrite,
                      progress=False if args.no_progress else None)
     print(report.format())
     print(f"wrote {args.output}")
