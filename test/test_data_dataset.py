@@ -60,7 +60,7 @@ def test_both_arms_with_trajectory_action_and_header_stamps(tmp_path):
     assert main(["convert", str(bag), "-o", str(out), "--config", str(cfg),
                  "--no-progress"]) == 0
     ds = Dataset(out)
-    both = spaces.layout("both")
+    both = spaces.observation_layout("both")
     assert ds.frames()["observation.state"].shape[1] == both.obs_dim
     assert ds.frames()["action"].shape[1] == 12
     # no jitter: header stamps equal receive times, so the receive-time truth applies

@@ -21,7 +21,7 @@ from mberil_ros.sim.task import ReachingTask
 
 def _features_for(arm: str, n: int = 40):
     """A HandFeatures configured on raw observations of ``arm`` from the simulator."""
-    lay = spaces.layout(arm)
+    lay = spaces.observation_layout(arm)
     task = ReachingTask("train", arm, seed=3)
     rng = np.random.default_rng(0)
     obs = []

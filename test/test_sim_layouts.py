@@ -5,7 +5,7 @@ import pytest
 
 from mberil_ros.errors import UserError
 from mberil_ros.sim.layouts import load_layouts
-from mberil_ros.sim.spaces import MAX_OBSTACLES, OBSTACLE_FIELDS, layout
+from mberil_ros.sim.spaces import MAX_OBSTACLES, OBSTACLE_FIELDS, observation_layout
 from mberil_ros.sim.task import ReachingTask
 
 GOOD = """
@@ -29,8 +29,8 @@ def test_good_layouts_load_into_the_task(tmp_path):
     assert [e.name for e in eps] == ["shelf_left", "layout1"]
     task = ReachingTask("train", arm="right")
     obs = task.reset(layout=eps[0])
-    np.testing.assert_allclose(obs[task.layout.goal], [0.35, -0.20, 0.05])
-    np.testing.assert_allclose(obs[task.layout.obstacles].reshape(MAX_OBSTACLES, -1),
+    np.testing.assert_allclose(obs[task.obs_layout.goal], [0.35, -0.20, 0.05])
+    np.testing.assert_allclose(obs[task.obs_layout.obstacles].reshape(MAX_OBSTACLES, -1),
                                [[0.30, -0.10, 0.05, 0.025, 0.025, 0.10, 0, 1],
                                 [0.25, -0.25, 0.10, 0.04, 0.04, 0.04, 1, 1],
                                 [0] * len(OBSTACLE_FIELDS)])
@@ -38,7 +38,7 @@ def test_good_layouts_load_into_the_task(tmp_path):
     assert task.joint_positions()["RARM_JOINT0"] == pytest.approx(-0.01)
     assert task.model.geom("obstacle0_box").size == pytest.approx([0.025, 0.025, 0.10])
     both = ReachingTask("train", arm="both")
-    assert both.reset(layout=eps[1]).shape == (layout("both").obs_dim,)
+    assert both.reset(layout=eps[1]).shape == (observation_layout("both").obs_dim,)
 
 
 @pytest.mark.parametrize("body,field", [

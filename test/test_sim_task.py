@@ -13,11 +13,11 @@ from mberil_ros.sim.task import ReachingTask
 
 
 def test_fixed_contract_layouts():
-    r = spaces.layout("right")
+    r = spaces.observation_layout("right")
     assert (r.obs_dim, r.act_dim) == (39, 6)
     assert (r.qpos, r.qvel, r.goal, r.obstacles) == (slice(0, 6), slice(6, 12), slice(12, 15),
                                                       slice(15, 39))
-    b = spaces.layout("both")
+    b = spaces.observation_layout("both")
     assert (b.obs_dim, b.act_dim) == (54, 12)
     assert b.joints == spaces.RARM_JOINTS + spaces.LARM_JOINTS
     assert (b.goal, b.obstacles) == (slice(24, 30), slice(30, 54))

@@ -79,7 +79,7 @@ class DatasetConfig:
 
     @property
     def goal_roles(self) -> list[str]:
-        return list(spaces.layout(self.arm).goal_roles)
+        return list(spaces.observation_layout(self.arm).goal_roles)
 
     @property
     def action_role(self) -> str:

@@ -265,7 +265,7 @@ class BagConverter:
         out = {}
         n = len(joint_states)
         final = dict(zip(self.cfg.joints, joint_states[-1, :len(self.cfg.joints)], strict=True))
-        hands = spaces.layout(self.cfg.arm).hands
+        hands = spaces.observation_layout(self.cfg.arm).hands
         for role in self.missing:
             if role == "obstacles":
                 out[role] = np.zeros((n, self.cfg.max_obstacles * spaces.OBSTACLE_WIDTH))

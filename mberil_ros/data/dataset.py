@@ -19,7 +19,7 @@ VECTOR_FEATURES = ("observation.state", "action", "next.observation.state")
 
 
 @dataclass
-class Episode:
+class DatasetEpisode:
     index: int
     meta: dict[str, Any]  # label, demonstrator, suite, seed, success, goal, ...
     observation: np.ndarray  # (T, state_dim) float32
@@ -91,15 +91,15 @@ class Dataset:
             self._frames = frames
         return self._frames
 
-    def episode(self, i: int) -> Episode:
+    def episode(self, i: int) -> DatasetEpisode:
         meta = self.episodes[i]
         lo, hi = meta["dataset_from_index"], meta["dataset_to_index"]
         f = self.frames()
-        return Episode(i, meta, f["observation.state"][lo:hi], f["action"][lo:hi],
+        return DatasetEpisode(i, meta, f["observation.state"][lo:hi], f["action"][lo:hi],
                        f["next.observation.state"][lo:hi], f["timestamp"][lo:hi],
                        f["next.done"][lo:hi])
 
-    def iter_episodes(self, label: str | None = None) -> Iterator[Episode]:
+    def iter_episodes(self, label: str | None = None) -> Iterator[DatasetEpisode]:
         """Episodes in order; ``label`` keeps only expert or suboptimal ones."""
         for i, meta in enumerate(self.episodes):
             if label is None or meta["label"] == label:

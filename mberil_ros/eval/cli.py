@@ -122,7 +122,7 @@ def _plot(folder: Path, spec: str, suite: str, arm: str, results: list) -> None:
     name = spec if spec in BASELINES else "policy"
     for r in results:
         task.reset(seed=r.seed)
-        hand = task.layout.hands[0]
+        hand = task.obs_layout.hands[0]
         plot_episode(folder / f"{name}-{suite}-{r.seed}.png", {hand: np.asarray(r.hand_path)},
                      dict(task.episode.targets), task.obstacles,
                      title=f"{name} on {suite} (seed {r.seed}): "

@@ -45,7 +45,7 @@ class RuntimeController:
         """A checkpoint, refused unless it fits ``task``'s joints and observation layout."""
         from mberil_ros.runtime import PolicyRuntime
 
-        return cls(PolicyRuntime.load(checkpoint, joint_names=task.layout.joints,
+        return cls(PolicyRuntime.load(checkpoint, joint_names=task.obs_layout.joints,
                                       state_names=task_state_names(task)))
 
     def start(self, task: Any, seed: int) -> None:
@@ -77,7 +77,7 @@ class ExpertController:
 
 class HoldController:
     def start(self, task: Any, seed: int) -> None:
-        self.q0 = task.observation()[task.layout.qpos].copy()
+        self.q0 = task.observation()[task.obs_layout.qpos].copy()
 
     def act(self, obs: np.ndarray) -> np.ndarray:
         return self.q0
@@ -116,14 +116,14 @@ def run_episode(task: Any, controller: Controller, seed: int, keep_path: bool = 
     task.reset(seed=seed)
     controller.start(task, seed)
     obs = task.observation()
-    hand = task.layout.hands[0]
+    hand = task.obs_layout.hands[0]
     path = [task.hand_positions()[hand].tolist()]
     commands, done, info = [], False, task.status()
     while not done:
         u = np.asarray(controller.act(obs), dtype=float)
         obs, _, done, info = task.step(u)
         targets = task.joint_targets()  # what the sim applied, after its own clamps
-        commands.append([targets[j] for j in task.layout.joints])
+        commands.append([targets[j] for j in task.obs_layout.joints])
         if keep_path:
             path.append(task.hand_positions()[hand].tolist())
     cmd = np.asarray(commands)

@@ -34,7 +34,7 @@ from mberil_ros.sim.demonstrators import DEMONSTRATORS, make_demonstrator
 from mberil_ros.sim.layouts import episode_from_dict
 from mberil_ros.sim.observation import build_observation
 from mberil_ros.sim.scene import Obstacle
-from mberil_ros.sim.spaces import LARM_JOINTS, RARM_JOINTS, TOPICS, layout
+from mberil_ros.sim.spaces import LARM_JOINTS, RARM_JOINTS, TOPICS, observation_layout
 
 
 @dataclass
@@ -72,7 +72,7 @@ class DemonstratorNode(Node):
         self.schedule = ["expert"] * int(p["expert_episodes"]) + [
             subopt[k % len(subopt)] for k in range(int(p["suboptimal_episodes"]))
         ]
-        self.layout = layout(p["arm"])
+        self.obs_layout = observation_layout(p["arm"])
         self.controller_joints = list(p["controller_joints"])
         self.command_pub = self.create_publisher(Float64MultiArray, p["command_topic"], 10)
         self.create_subscription(JointState, p["joint_states_topic"], self._on_joint_states, 10)
@@ -185,10 +185,10 @@ class DemonstratorNode(Node):
         velocities = dict(zip(msg.name, msg.velocity, strict=True))
         if not self.hold:  # joints the demonstrator does not move keep their episode start
             self.hold = {n: positions[n] for n in self.controller_joints}
-        obs = build_observation(self.layout, positions, velocities, self.goals, self.obstacles)
+        obs = build_observation(self.obs_layout, positions, velocities, self.goals, self.obstacles)
         action = self.demonstrator.act(obs)
         command = dict(self.hold)
-        command.update(zip(self.layout.joints, (float(v) for v in action), strict=True))
+        command.update(zip(self.obs_layout.joints, (float(v) for v in action), strict=True))
         if not np.all(np.isfinite(action)):
             self.get_logger().error("demonstrator produced NaN: not sending")
             return

@@ -238,7 +238,7 @@ class SimNode(Node):
         stamp = self._stamp()
         # /task/goal carries the driven arm's goal (the converter's "goal" role), so a
         # left-arm recording converts like a right-arm one.
-        for hand, pub in zip(self.task.layout.hands, (self.goal_pub, self.goal_left_pub),
+        for hand, pub in zip(self.task.obs_layout.hands, (self.goal_pub, self.goal_left_pub),
                              strict=False):
             msg = PoseStamped()
             msg.header.stamp, msg.header.frame_id = stamp, "WAIST"

@@ -65,7 +65,7 @@ def run_episode(task: ReachingTask, demo: IKDemonstrator, seed: int,
     """Run one episode closed loop; return the final info and the hand paths."""
     obs = task.reset(seed=seed, layout=episode)
     demo.reset(task.episode, seed=seed)
-    paths = {s: [task.hand_positions()[s]] for s in task.layout.hands}
+    paths = {s: [task.hand_positions()[s]] for s in task.obs_layout.hands}
     done, info = False, task.status()
     while not done:
         obs, _, done, info = task.step(demo.act(obs))

@@ -78,15 +78,15 @@ class IKDemonstrator:
         if seed is not None:
             self._rng = np.random.default_rng(seed)
         self.episode = episode
-        self.layout = spaces.layout(episode.arm)
+        self.obs_layout = spaces.observation_layout(episode.arm)
         self.kin.set_obstacles(episode.obstacles)
         self._cmd: dict[str, np.ndarray] = {}
-        self._noise = {s: np.zeros(6) for s in self.layout.hands}
-        self._via: dict[str, np.ndarray | None] = {s: None for s in self.layout.hands}
+        self._noise = {s: np.zeros(6) for s in self.obs_layout.hands}
+        self._via: dict[str, np.ndarray | None] = {s: None for s in self.obs_layout.hands}
         self._via_pending = self.params.detour > 0
 
     def act(self, obs: np.ndarray) -> np.ndarray:
-        lay = self.layout
+        lay = self.obs_layout
         q_all = obs[lay.qpos]
         q = {s: q_all[6 * i: 6 * i + 6] for i, s in enumerate(lay.hands)}
         self.kin.set_configuration(

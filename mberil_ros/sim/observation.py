@@ -19,7 +19,7 @@ from mberil_ros.sim.spaces import (
     OB_POSITION,
     OB_PRESENT,
     OBSTACLE_WIDTH,
-    Layout,
+    ObservationLayout,
 )
 
 
@@ -40,7 +40,7 @@ def obstacle_features(obstacles: Sequence[Obstacle], max_obstacles: int = MAX_OB
 
 
 def build_observation(
-    layout: Layout,
+    layout: ObservationLayout,
     positions: Mapping[str, float],
     velocities: Mapping[str, float],
     goals: Mapping[str, Sequence[float]],

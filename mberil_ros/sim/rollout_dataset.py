@@ -108,8 +108,8 @@ def generate_dataset(out: str | Path, expert_episodes: int, suboptimal_episodes:
                     "collision": bool(info["collision"]),
                     "timeout": not (info["success"] or info["collision"])}),
                 "source_bag": -1, "dropped_frames": 0, "duration_s": n * spaces.CONTROL_DT,
-                "goal": states[0, task.layout.goal].tolist(),
-                "obstacles": states[0, task.layout.obstacles].tolist(),
+                "goal": states[0, task.obs_layout.goal].tolist(),
+                "obstacles": states[0, task.obs_layout.obstacles].tolist(),
             }
             writer.add_episode(meta, states[:-1], np.asarray(acts, np.float32), states[1:],
                                np.arange(n) * spaces.CONTROL_DT)

@@ -92,7 +92,7 @@ def state_names(joints: Sequence[str], goals: Sequence[str],
 
 
 @dataclass(frozen=True)
-class Layout:
+class ObservationLayout:
     """Index slices of one arm mode's observation and action vectors."""
 
     arm: str
@@ -115,7 +115,7 @@ class Layout:
         return state_names(self.joints, self.goal_roles)
 
 
-def layout(arm: str = "right") -> Layout:
+def observation_layout(arm: str = "right") -> ObservationLayout:
     """The layout for ``arm`` in {"right", "left", "both"}."""
     if arm == "right":
         joints, hands = RARM_JOINTS, ("right",)
@@ -128,7 +128,7 @@ def layout(arm: str = "right") -> Layout:
     n = len(joints)
     g = 3 * len(hands)
     o = MAX_OBSTACLES * OBSTACLE_WIDTH
-    return Layout(
+    return ObservationLayout(
         arm=arm,
         joints=joints,
         hands=hands,
@@ -142,5 +142,5 @@ def layout(arm: str = "right") -> Layout:
 
 
 # The default (right-arm) and both-arms contracts.
-RIGHT = layout("right")
-BOTH = layout("both")
+RIGHT = observation_layout("right")
+BOTH = observation_layout("both")

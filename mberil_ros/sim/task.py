@@ -81,7 +81,7 @@ class ReachingTask:
             raise UserError(f"unknown arm {arm!r} (choose from {', '.join(spaces.ARMS)})")
         self.suite = SUITES[suite]
         self.arm = arm
-        self.layout = spaces.layout(arm)
+        self.obs_layout = spaces.observation_layout(arm)
         self.tolerance = float(tolerance)
         self.time_limit = float(time_limit if time_limit is not None else self.suite.time_limit)
         self.model = load_model(urdf)
@@ -95,7 +95,7 @@ class ReachingTask:
         self._vmax = np.array([limits[n] for n in ALL_JOINTS])
         self._act = np.array([self.model.actuator(n).id for n in ALL_JOINTS])
         self._index = {n: i for i, n in enumerate(ALL_JOINTS)}
-        self._layout_idx = np.array([self._index[n] for n in self.layout.joints])
+        self._layout_idx = np.array([self._index[n] for n in self.obs_layout.joints])
         self._robot_geoms = robot_geom_ids(self.model)
         self._is_robot = np.zeros(self.model.ngeom, dtype=bool)
         self._is_robot[self._robot_geoms] = True
@@ -184,8 +184,8 @@ class ReachingTask:
     def apply_action(self, action) -> np.ndarray:
         """Clamp an action vector (layout order) and make it the arm's position targets."""
         a = np.asarray(action, dtype=float).reshape(-1)
-        if a.shape[0] != self.layout.act_dim:
-            raise ValueError(f"action has {a.shape[0]} values, expected {self.layout.act_dim}")
+        if a.shape[0] != self.obs_layout.act_dim:
+            raise ValueError(f"action has {a.shape[0]} values, expected {self.obs_layout.act_dim}")
         if not np.all(np.isfinite(a)):
             raise ValueError("action contains NaN or inf")
         idx = self._layout_idx
@@ -240,7 +240,7 @@ class ReachingTask:
         }
 
     def observation(self) -> np.ndarray:
-        return build_observation(self.layout, self.joint_positions(), self.joint_velocities(),
+        return build_observation(self.obs_layout, self.joint_positions(), self.joint_velocities(),
                                  self.goals, self.obstacles)
 
     @property
@@ -251,12 +251,12 @@ class ReachingTask:
     def goals(self) -> dict[str, np.ndarray]:
         """Target per active hand ("right"/"left") in the WAIST frame."""
         assert self.episode is not None, "call reset() first"
-        return {s: np.asarray(self.episode.targets[s], dtype=float) for s in self.layout.hands}
+        return {s: np.asarray(self.episode.targets[s], dtype=float) for s in self.obs_layout.hands}
 
     @property
     def goal(self) -> np.ndarray:
         """Active hands' targets concatenated in layout order (right then left)."""
-        return np.concatenate([self.goals[s] for s in self.layout.hands])
+        return np.concatenate([self.goals[s] for s in self.obs_layout.hands])
 
     @property
     def obstacles(self) -> tuple[Obstacle, ...]:
