@@ -21,7 +21,14 @@ from typing import Any
 from tqdm import tqdm
 
 from mberil_ros.errors import UserError
-from mberil_ros.settings import defaults, descriptions, from_mapping, read_yaml, setting
+from mberil_ros.settings import (
+    apply_overrides,
+    defaults,
+    descriptions,
+    from_mapping,
+    read_yaml,
+    setting,
+)
 
 
 @dataclass
@@ -76,6 +83,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(*flags, dest=name, type=type(default) if default != "" else str,
                             metavar=name.upper(), help=text[name] + shown)
     parser.add_argument("--log-dir", type=Path, help="where node logs go (default OUTPUT.logs)")
+    parser.add_argument("settings", nargs="*", metavar="KEY=VALUE",
+                        help="options by name, as for `mberil train` (e.g. suite=heldout_init)")
 
 
 def resolve_options(args: argparse.Namespace) -> dict:
@@ -84,6 +93,10 @@ def resolve_options(args: argparse.Namespace) -> dict:
     if args.config is not None:
         loaded = from_mapping(RecordOptions, read_yaml(args.config), source=args.config)
         options.update(dataclasses.asdict(loaded))
+    if args.settings:
+        given = apply_overrides({}, args.settings)
+        from_mapping(RecordOptions, given, "record")  # unknown names fail here
+        options.update(given)
     for key in known:
         value = getattr(args, key, None)
         if value is not None:

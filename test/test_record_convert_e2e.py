@@ -141,6 +141,8 @@ def test_record_command_rejects_bad_input(tmp_path, capsys):
     assert cli_main(["record", "--config", str(config)]) == 2
     err = capsys.readouterr().err
     assert f"{config}: unknown config key 'episodez'" in err and "expert_episodes" in err
+    assert cli_main(["record", "-o", str(tmp_path / "b"), "suitx=train"]) == 2
+    assert "unknown config key 'record.suitx'" in capsys.readouterr().err
     assert not (tmp_path / "b").exists()
 
 
