@@ -19,6 +19,7 @@ ros_wheels = [
     "ros-rosgraph-msgs",
     "ros-diagnostic-msgs",
     "ros-visualization-msgs",  # /task/obstacles (MarkerArray)
+    "ros-lifecycle-msgs",  # policy_node is a lifecycle node
 ]
 
 setup(
@@ -66,6 +67,7 @@ setup(
             "sim_node = mberil_ros.nodes.sim_node:main",
             "demonstrator_node = mberil_ros.nodes.demonstrator_node:main",
             "trainer_node = mberil_ros.nodes.trainer_node:main",
+            "policy_node = mberil_ros.nodes.policy_node:main",
         ],
     },
 )

@@ -24,6 +24,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "train": ("mberil_ros.algos.train_cli", "train Offline-MB-ERIL or BC from a dataset"),
     "convert": ("mberil_ros.data.convert_cli", "rosbag2 (MCAP/sqlite3) and ROS 1 bags -> dataset"),
     "eval": ("mberil_ros.eval.cli", "run a checkpoint closed loop in the simulator"),
+    "deploy": ("mberil_ros.deploy", "a checkpoint drives the MuJoCo NEXTAGE over ROS topics "
+               "(sim_node + policy_node)"),
 }
 
 

@@ -123,7 +123,7 @@ def resolve_options(args: argparse.Namespace) -> dict:
     return options
 
 
-def _node_command(module: str, params: dict[str, object]) -> list[str]:
+def node_command(module: str, params: dict[str, object]) -> list[str]:
     command = [sys.executable, "-m", f"mberil_ros.nodes.{module}", "--ros-args"]
     for key, value in params.items():
         text = str(value).lower() if isinstance(value, bool) else str(value)
@@ -157,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
     def start(name: str, params: dict, **popen) -> subprocess.Popen:
         log = (log_dir / f"{name}.log").open("w")
         popen.setdefault("stdout", log)
-        proc = subprocess.Popen(_node_command(name, params), stderr=log, env=env, **popen)
+        proc = subprocess.Popen(node_command(name, params), stderr=log, env=env, **popen)
         procs[name] = proc
         return proc
 

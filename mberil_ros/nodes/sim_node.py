@@ -41,6 +41,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 from mberil_ros.errors import UserError
 from mberil_ros.nodes import spinning
+from mberil_ros.record import PROGRESS_PREFIX
 from mberil_ros.settings import setting
 from mberil_ros.sim import obstacle_markers as om
 from mberil_ros.sim.layouts import episode_to_dict, load_layouts
@@ -81,6 +82,9 @@ class SimNodeParameters:
     episode_demonstrator: str = setting("", "copied into episode markers")
     # a recording shows the hand coming to rest on the target, as generated datasets do
     # (sim/rollout_dataset.py settle_steps)
+    episodes: int = setting(0, "run this many episodes back to back (each ends, the next "
+                            "starts at the next seed), then exit; 0: episodes start only at "
+                            "launch (auto_start) and on ~/reset")
     settle_ticks: int = setting(25, "ticks an episode goes on after a success before its end "
                                 "marker (a collision while settling ends it at once)")
 
@@ -148,6 +152,8 @@ class SimNode(Node):
         self.commands_received = 0
         self.end_info: dict | None = None  # lockstep: episode over, end not yet announced
         self.success_info: dict | None = None  # reached: settling for settle_ticks more ticks
+        self.episodes_done = 0
+        self.finished = False  # `episodes` > 0 and all of them done
         self.settle_left = 0
         self.commands_at_last_state = 0
         self.last_state_wall = time.monotonic()
@@ -220,7 +226,7 @@ class SimNode(Node):
         response.message = json.dumps(info)
         return response
 
-    def _publish_marker(self, event: str, **extra: object) -> None:
+    def _publish_marker(self, event: str, **extra: object) -> dict:
         marker = {
             "event": event,
             "episode": self.episode_index,
@@ -233,6 +239,7 @@ class SimNode(Node):
             **extra,
         }
         self.episode_pub.publish(String(data=json.dumps(marker)))
+        return marker
 
     def _publish_task(self) -> None:
         stamp = self._stamp()
@@ -316,8 +323,18 @@ class SimNode(Node):
     def _end_episode(self, info: dict) -> None:
         self.episode_running = False
         self.end_info = None
-        self._publish_marker("end", success=bool(info["success"]),
-                             collision=bool(info["collision"]), distance=float(info["distance"]))
+        marker = self._publish_marker("end", success=bool(info["success"]),
+                                      collision=bool(info["collision"]),
+                                      distance=float(info["distance"]))
+        # one line per episode on stdout: `mberil deploy` reads them (no rclpy in the CLI)
+        print(f"{PROGRESS_PREFIX} {json.dumps(marker)}", flush=True)
+        self.episodes_done += 1
+        wanted = int(self.get_parameter("episodes").value)
+        if wanted and self.episodes_done < wanted:
+            self.start_episode()
+        elif wanted:
+            self.finished = True
+
 
     def _answered(self) -> bool:
         """Lockstep: has a command arrived since the last state, or has the wait timed out?"""
@@ -351,7 +368,7 @@ class SimNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    return spinning.run(SimNode, "sim_node", args)
+    return spinning.run(SimNode, "sim_node", args, done=lambda node: node.finished)
 
 
 if __name__ == "__main__":
