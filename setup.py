@@ -34,6 +34,7 @@ setup(
         ("share/" + package_name + "/launch", glob("launch/*.py")),
         ("share/" + package_name + "/config", glob("config/*.yaml")),
         ("share/" + package_name + "/urdf", glob("urdf/*")),
+        ("share/" + package_name + "/worlds", glob("worlds/*")),
     ],
     python_requires=">=3.10",
     install_requires=[
