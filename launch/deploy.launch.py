@@ -19,6 +19,7 @@ from launch.actions import (
     DeclareLaunchArgument,
     EmitEvent,
     IncludeLaunchDescription,
+    OpaqueFunction,
     RegisterEventHandler,
 )
 from launch.conditions import IfCondition
@@ -56,30 +57,44 @@ ARGUMENTS = {
 }
 
 
+def _end_launch(event, context):  # noqa: ANN001, ANN202 - OnProcessExit's callback
+    """A node exited: fail the launch (non-zero status) if it failed, else shut down, once (a
+    second Shutdown would stop launch_ros's adapter twice and fail a clean launch)."""
+    if event.returncode not in (0, -2, 130) and not context.is_shutdown:
+        raise RuntimeError(f"{event.action.name} exited with code {event.returncode}")
+    return [] if context.is_shutdown else [EmitEvent(event=Shutdown(reason="a node exited"))]
+
+
+def _refused(context):  # noqa: ANN001, ANN202
+    raise RuntimeError("policy_node refused to configure (its log says why)")
+
+
 def generate_launch_description() -> LaunchDescription:
     args = [DeclareLaunchArgument(name, default_value=default, description=text)
             for name, (default, text) in ARGUMENTS.items()]
     cfg = {name: LaunchConfiguration(name) for name in ARGUMENTS}
     share = FindPackageShare("mberil_ros")
-    real = IfCondition(PythonExpression(["not ", cfg["sim"]]))
-    gazebo = IfCondition(PythonExpression([cfg["sim"], " and '", cfg["simulator"],
-                                           "' == 'gazebo'"]))
-    mujoco = IfCondition(PythonExpression([cfg["sim"], " and '", cfg["simulator"],
-                                           "' == 'mujoco'"]))
-    hardware = PythonExpression(["'gazebo' if ", cfg["sim"], " else '", cfg["hardware"], "'"])
+    sim = ["'", cfg["sim"], "'.lower() in ('true', '1')"]  # a Python test, as launch reads it
+    real = IfCondition(PythonExpression(["not ", *sim]))
+    gazebo = IfCondition(PythonExpression([*sim, " and '", cfg["simulator"], "' == 'gazebo'"]))
+    mujoco = IfCondition(PythonExpression([*sim, " and '", cfg["simulator"], "' == 'mujoco'"]))
+    ros2_control = IfCondition(PythonExpression(["not (", *sim, " and '", cfg["simulator"],
+                                                 "' == 'mujoco')"]))
+    hardware = PythonExpression(["'gazebo' if ", *sim, " else '", cfg["hardware"], "'"])
     controllers = PathJoinSubstitution([share, "config", "ros2_controllers.yaml"])
     description = ParameterValue(Command([
         FindExecutable(name="xacro"), " ", PathJoinSubstitution([share, "urdf",
                                                                   "nextage.urdf.xacro"]),
         " hardware:=", hardware, " real_plugin:=", cfg["real_plugin"],
-        " controllers_file:=", controllers, " attach_to_world:=", cfg["sim"]]), value_type=str)
-    use_sim_time = PythonExpression([cfg["sim"]])  # gazebo and mujoco both own /clock
+        " controllers_file:=", controllers, " attach_to_world:=",
+        PythonExpression(["'true' if ", *sim, " else 'false'"])]), value_type=str)
+    use_sim_time = PythonExpression(sim)  # gazebo and mujoco both own /clock
 
     state_publisher = Node(
         package="robot_state_publisher", executable="robot_state_publisher", output="screen",
-        parameters=[{"robot_description": description, "use_sim_time": use_sim_time}],
-        condition=IfCondition(PythonExpression(["'", cfg["simulator"], "' != 'mujoco' or not ",
-                                                cfg["sim"]])))
+        parameters=[{"robot_description": description,
+                     "use_sim_time": ParameterValue(use_sim_time, value_type=bool)}],
+        condition=ros2_control)
     # the MuJoCo sim publishes /joint_states itself, without ros2_control
     mujoco_sim = Node(
         package="mberil_ros", executable="sim_node", name="sim_node", output="screen",
@@ -107,8 +122,7 @@ def generate_launch_description() -> LaunchDescription:
                                "' == 'forward' else 'joint_trajectory_controller'"])
     spawners = Node(
         package="controller_manager", executable="spawner", output="screen",
-        condition=IfCondition(PythonExpression(["'", cfg["simulator"], "' != 'mujoco' or not ",
-                                                cfg["sim"]])),
+        condition=ros2_control,
         arguments=["joint_state_broadcaster", active, "--param-file", controllers,
                    "--controller-manager", "/controller_manager"])
     rviz = Node(package="rviz2", executable="rviz2", output="screen",
@@ -130,9 +144,9 @@ def generate_launch_description() -> LaunchDescription:
     # a configure that fails (bad checkpoint) or any core process exiting ends the launch
     refuse = RegisterEventHandler(OnStateTransition(
         target_lifecycle_node=policy, start_state="configuring", goal_state="unconfigured",
-        entities=[EmitEvent(event=Shutdown(reason="policy_node refused the checkpoint"))]))
+        entities=[OpaqueFunction(function=_refused)]))
     ends = [RegisterEventHandler(OnProcessExit(
-        target_action=action, on_exit=[EmitEvent(event=Shutdown(reason="a node exited"))]))
+        target_action=action, on_exit=_end_launch))
         for action in (policy, mujoco_sim, control_node, state_publisher)]
     return LaunchDescription([*args, state_publisher, mujoco_sim, gz, spawn, clock_bridge,
                               control_node, spawners, rviz, policy, configure, activate,
