@@ -23,8 +23,8 @@ from launch.actions import (
     RegisterEventHandler,
 )
 from launch.conditions import IfCondition
-from launch.event_handlers import OnProcessExit, OnProcessStart
-from launch.events import Shutdown, matches_action
+from launch.event_handlers import OnProcessStart
+from launch.events import matches_action
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import (
     Command,
@@ -39,6 +39,8 @@ from launch_ros.events.lifecycle import ChangeState
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 from lifecycle_msgs.msg import Transition
+
+from mberil_ros.launch_support import ends_with
 
 ARGUMENTS = {
     "checkpoint": ("", "checkpoint folder (or run folder) of the policy; required"),
@@ -55,14 +57,6 @@ ARGUMENTS = {
     "episodes": ("0", "mujoco: episodes back to back, then end (0: one, then keep holding)"),
     "rviz": ("false", "start RViz"),
 }
-
-
-def _end_launch(event, context):  # noqa: ANN001, ANN202 - OnProcessExit's callback
-    """A node exited: fail the launch (non-zero status) if it failed, else shut down, once (a
-    second Shutdown would stop launch_ros's adapter twice and fail a clean launch)."""
-    if event.returncode not in (0, -2, 130) and not context.is_shutdown:
-        raise RuntimeError(f"{event.action.name} exited with code {event.returncode}")
-    return [] if context.is_shutdown else [EmitEvent(event=Shutdown(reason="a node exited"))]
 
 
 def _refused(context):  # noqa: ANN001, ANN202
@@ -145,9 +139,7 @@ def generate_launch_description() -> LaunchDescription:
     refuse = RegisterEventHandler(OnStateTransition(
         target_lifecycle_node=policy, start_state="configuring", goal_state="unconfigured",
         entities=[OpaqueFunction(function=_refused)]))
-    ends = [RegisterEventHandler(OnProcessExit(
-        target_action=action, on_exit=_end_launch))
-        for action in (policy, mujoco_sim, control_node, state_publisher)]
+    ends = ends_with(policy, mujoco_sim, control_node, state_publisher)
     return LaunchDescription([*args, state_publisher, mujoco_sim, gz, spawn, clock_bridge,
                               control_node, spawners, rviz, policy, configure, activate,
                               refuse, *ends])

@@ -8,12 +8,11 @@ launch down, and the recorder closes the bag on the way out.
 """
 
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, EmitEvent, RegisterEventHandler
-from launch.event_handlers import OnProcessExit
-from launch.events import Shutdown
+from launch.actions import DeclareLaunchArgument
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
+from mberil_ros.launch_support import ends_with, typed
 from mberil_ros.record import RecordOptions, node_parameters
 from mberil_ros.settings import defaults, descriptions
 
@@ -23,7 +22,9 @@ def generate_launch_description() -> LaunchDescription:
     text = descriptions(RecordOptions)
     args = [DeclareLaunchArgument(name, default_value=str(default), description=text[name])
             for name, default in defaults(RecordOptions).items()]
-    params = node_parameters({name: LaunchConfiguration(name) for name in text})
+    kinds = {name: type(default) for name, default in defaults(RecordOptions).items()}
+    params = node_parameters({name: typed(LaunchConfiguration(name), kinds[name])
+                              for name in text})
     sim = Node(package="mberil_ros", executable="sim_node", name="sim_node",
                output="screen", parameters=[params["sim_node"]])
     recorder = Node(package="mberil_ros", executable="recorder_node", name="recorder_node",
@@ -31,8 +32,6 @@ def generate_launch_description() -> LaunchDescription:
     demonstrator = Node(package="mberil_ros", executable="demonstrator_node",
                         name="demonstrator_node", output="screen",
                         parameters=[params["demonstrator_node"]])
-    stop_when_done = RegisterEventHandler(
-        OnProcessExit(target_action=demonstrator,
-                      on_exit=[EmitEvent(event=Shutdown(reason="demonstrations done"))])
-    )
-    return LaunchDescription([*args, sim, recorder, demonstrator, stop_when_done])
+    # the demonstrator exits when its episodes are done; any node failing ends it non-zero
+    return LaunchDescription([*args, sim, recorder, demonstrator,
+                              *ends_with(demonstrator, sim, recorder)])

@@ -13,15 +13,12 @@ import shlex
 from launch import LaunchDescription
 from launch.actions import (
     DeclareLaunchArgument,
-    EmitEvent,
     OpaqueFunction,
-    RegisterEventHandler,
 )
-from launch.event_handlers import OnProcessExit
-from launch.events import Shutdown
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
+from mberil_ros.launch_support import ends_with
 from mberil_ros.nodes.trainer_node import TrainerNodeParameters
 from mberil_ros.settings import defaults, descriptions
 
@@ -38,9 +35,7 @@ def _trainer(context):  # noqa: ANN001, ANN202 - launch's OpaqueFunction protoco
                      # a typed string list ([""] when empty: an empty list has no type)
                      "overrides": shlex.split(value["overrides"]) or [""]}],
     )
-    done = RegisterEventHandler(OnProcessExit(
-        target_action=trainer, on_exit=[EmitEvent(event=Shutdown(reason="training ended"))]))
-    return [trainer, done]
+    return [trainer, *ends_with(trainer)]  # training over (or failed: non-zero)
 
 
 # the node's parameters, with its defaults and descriptions (overrides: one string here)

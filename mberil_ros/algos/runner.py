@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import shutil
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -181,8 +182,10 @@ class TrainingRun:
         if self.dist.is_main and run.progress:
             from tqdm import tqdm
 
+            # a 0x0 pseudo-terminal (ros2 launch's emulate_tty) would get an empty bar
+            wide = shutil.get_terminal_size((0, 0)).columns > 0
             bar = tqdm(total=run.steps, initial=self.step, desc="training", unit="step",
-                       dynamic_ncols=True)
+                       dynamic_ncols=wide, ncols=None if wide else 100)
         last_eval: dict[str, float] = {}
         stopped_early = interrupted = False
         try:
