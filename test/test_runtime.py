@@ -77,9 +77,34 @@ def test_constant_features_keep_scale_one():
     assert abs(c.obs(x)[2] - 0.2) < 1e-6
 
 
-def test_runtime_streams_what_the_sequence_forward_computes(checkpoint, dataset):
-    rt = PolicyRuntime.load(checkpoint)
-    ep = OfflineData(dataset, DataConfig(val_fraction=0.25)).dataset.episode(0)
+@pytest.fixture(scope="module")
+def default_size_checkpoint(tmp_path_factory, dataset):
+    """Train-as-you-infer at the default network size (Mamba, 4 layers, d_model 128), with
+    the previous-action token so the fed-back command matters, trained a few steps."""
+    out = tmp_path_factory.mktemp("runs_default")
+    cfg = load_train_config(None, [
+        "algorithm=bc", f"dataset={dataset}", f"output_dir={out}", "name=d", "steps=3",
+        "eval_every=3", "checkpoint_every=3", "progress=false", "algo.batch_size=2",
+        "algo.data.val_fraction=0.25", "algo.network.policy_inputs=state_prev_action"])
+    TrainingRun(cfg, out / "d").run()
+    return out / "d"
+
+
+@pytest.mark.parametrize("which", ["tiny", "default_size"])
+def test_runtime_streams_what_the_sequence_forward_computes(which, request, dataset):
+    rt = PolicyRuntime.load(request.getfixturevalue(
+        "checkpoint" if which == "tiny" else "default_size_checkpoint"))
+    if which == "default_size":
+        enc = rt.config["model"]["config"]["encoder"]
+        assert (enc["d_model"], enc["n_layers"], enc["backbone"]) == (128, 4, "mamba")
+    data = OfflineData(dataset, DataConfig(val_fraction=0.25))
+    assert data.val_ids
+    for i in data.val_ids:
+        _stream_equals_forward(rt, data.dataset.episode(i))
+
+
+def _stream_equals_forward(rt: PolicyRuntime, ep) -> None:
+    """Whole held-out episodes, step by step through the runtime = the sequence forward."""
     rt.reset(ep.observation[0])
     cmds, sent = [], []
     for t in range(len(ep.observation)):
