@@ -87,3 +87,19 @@ def test_record_launch_writes_a_bag_and_fails_when_a_node_dies(prefix, tmp_path)
     again = launch(prefix, args, timeout=120)  # the bag exists: the recorder refuses
     assert again.returncode != 0
     assert "output bag already exists" in again.stdout + again.stderr
+
+
+def test_train_launch_trains_and_fails_on_a_bad_dataset(prefix, tmp_path):
+    from algos_tester import tiny_dataset
+
+    data = tiny_dataset(tmp_path, expert=6, suboptimal=2)
+    overrides = (f"dataset={data} output_dir={tmp_path / 'runs'} name=l steps=2 "
+                 "checkpoint_every=2 eval_every=2 algo.data.val_fraction=0.25 "
+                 "algo.network.backbone=mlp algo.network.d_model=16 algo.network.head_hidden=16")
+    bc = prefix / "share" / "mberil_ros" / "config" / "train_bc.yaml"
+    run = launch(prefix, ["train.launch.py", f"config:={bc}", f"overrides:={overrides}"])
+    assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
+    assert (tmp_path / "runs" / "l" / "checkpoints" / "last").exists()
+    bad = launch(prefix, ["train.launch.py", f"overrides:=dataset={tmp_path / 'none'}"])
+    assert bad.returncode != 0
+    assert "not a folder" in bad.stdout + bad.stderr

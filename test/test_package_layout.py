@@ -102,3 +102,20 @@ LAUNCH_AVAILABLE = (
 def test_launch_description_builds(path: Path):
     description = runpy.run_path(str(path))["generate_launch_description"]()
     assert description.entities
+
+
+def test_launch_files_name_only_configured_controllers_and_existing_files():
+    """Every controller a launch file spawns is defined in config/ros2_controllers.yaml, and
+    every package file it joins a path to exists."""
+    import re
+
+    import yaml
+
+    defined = set(yaml.safe_load((REPO / "config" / "ros2_controllers.yaml").read_text())
+                  ["controller_manager"]["ros__parameters"]) - {"update_rate", "use_sim_time"}
+    for path in LAUNCH_FILES:
+        text = path.read_text()
+        for name in set(re.findall(r"\b\w+_(?:controller|broadcaster)\b", text)):
+            assert name in defined, f"{path.name}: {name} not in ros2_controllers.yaml"
+        for folder, name in re.findall(r'\[share, "(\w+)", "([\w.]+)"\]', text):
+            assert (REPO / folder / name).is_file(), f"{path.name}: {folder}/{name} missing"
