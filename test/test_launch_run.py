@@ -103,3 +103,64 @@ def test_train_launch_trains_and_fails_on_a_bad_dataset(prefix, tmp_path):
     bad = launch(prefix, ["train.launch.py", f"overrides:=dataset={tmp_path / 'none'}"])
     assert bad.returncode != 0
     assert "not a folder" in bad.stdout + bad.stderr
+
+
+BRANCHES = {  # arguments -> the executables deploy.launch.py starts
+    ("true", "gazebo"): {"robot_state_publisher", "create", "parameter_bridge", "spawner",
+                         "policy_node", "gz_sim.launch.py"},
+    ("true", "mujoco"): {"sim_node", "policy_node"},
+    ("false", "gazebo"): {"robot_state_publisher", "ros2_control_node", "spawner",
+                          "policy_node"},
+}
+
+
+@pytest.mark.parametrize("controller", ["forward", "trajectory"])
+@pytest.mark.parametrize("sim, simulator", list(BRANCHES))
+def test_deploy_launch_branches_start_what_they_should(prefix, monkeypatch, sim, simulator,
+                                                       controller):
+    """Without Gazebo or controller_manager: which actions each branch would run, with which
+    controller, hardware and robot description (xacro really expands)."""
+    import runpy
+
+    from launch import LaunchContext
+    from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription
+    from launch.utilities import normalize_to_list_of_substitutions, perform_substitutions
+    from launch_ros.actions import Node
+
+    monkeypatch.setenv("AMENT_PREFIX_PATH", str(prefix))
+    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    ld = runpy.run_path(str(REPO / "launch" / "deploy.launch.py"))["generate_launch_description"]()
+    ctx = LaunchContext()
+    for entity in ld.entities:
+        if isinstance(entity, DeclareLaunchArgument):
+            entity.visit(ctx)
+    ctx.launch_configurations.update({"sim": sim, "simulator": simulator, "checkpoint": "/c",
+                                      "controller": controller, "hardware": "real",
+                                      "real_plugin": "my_lab/NextageSystem"})
+
+    def text(subs) -> str:  # noqa: ANN001
+        return perform_substitutions(ctx, normalize_to_list_of_substitutions(subs))
+
+    started = {}
+    for e in ld.entities:
+        if isinstance(e, (Node, IncludeLaunchDescription)) and (
+                e.condition is None or e.condition.evaluate(ctx)):
+            if isinstance(e, Node):
+                started[e._Node__node_executable] = e
+            else:
+                started["gz_sim.launch.py"] = e
+    assert set(started) == BRANCHES[(sim, simulator)]
+    if "spawner" in started:
+        args = [text(a) for a in started["spawner"]._Node__arguments]
+        active = {"forward": "forward_position_controller",
+                  "trajectory": "joint_trajectory_controller"}[controller]
+        assert args[:2] == ["joint_state_broadcaster", active]
+    if "robot_state_publisher" in started:
+        (params,) = started["robot_state_publisher"]._Node__parameters
+        value = next(v for k, v in params.items() if text(k) == "robot_description")
+        urdf = text(value.value)
+        assert '<robot name="nextage"' in urdf and "<ros2_control" in urdf
+        if sim == "true":
+            assert "gz_ros2_control/GazeboSimSystem" in urdf and 'name="world"' in urdf
+        else:
+            assert "my_lab/NextageSystem" in urdf and 'name="world"' not in urdf
