@@ -150,6 +150,13 @@ def test_deploy_launch_branches_start_what_they_should(prefix, monkeypatch, sim,
             else:
                 started["gz_sim.launch.py"] = e
     assert set(started) == BRANCHES[(sim, simulator)]
+    if "gz_sim.launch.py" in started:  # gz sim gets the package's world, running (-r)
+        include = started["gz_sim.launch.py"]
+        gz_args = dict((text(k), text(v)) for k, v in include.launch_arguments)["gz_args"]
+        assert gz_args == f"-r {prefix / 'share' / 'mberil_ros' / 'worlds' / 'table.sdf'}"
+        assert Path(gz_args.split()[-1]).is_file()
+        create = [text(a) for a in started["create"]._Node__arguments]
+        assert create[:2] == ["-topic", "robot_description"]
     if "spawner" in started:
         args = [text(a) for a in started["spawner"]._Node__arguments]
         active = {"forward": "forward_position_controller",
