@@ -143,6 +143,12 @@ class PolicyRuntime:
         self._state = self.policy.encoder.init_state(1)
         self.hold_reason = None
 
+    def stop(self) -> None:
+        """The episode is over (a reset moved the arm): nothing to hold until the next
+        reset(), so a hold never sends the previous episode's command."""
+        self.prev_command = None
+        self._state = None
+
     @torch.no_grad()
     def step(self, observation: np.ndarray) -> np.ndarray:
         """The joint command for this tick (joint_names order, rad)."""

@@ -138,6 +138,10 @@ def test_runtime_clamps_and_holds_on_bad_input(checkpoint, dataset):
     held = rt.step(bad)
     np.testing.assert_array_equal(held, u)
     assert "non-finite observation" in rt.hold_reason and ".pos" in rt.hold_reason
+    rt.stop()  # a new episode began elsewhere: nothing of the old one may be sent again
+    assert rt.prev_command is None
+    with pytest.raises(RuntimeError, match="before reset"):
+        rt.step(obs)
 
 
 def test_runtime_refuses_mismatched_checkpoints(checkpoint, tmp_path):

@@ -17,6 +17,7 @@ missed ticks and holds go to /diagnostics and to the log at shutdown.
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from collections import Counter, deque
@@ -219,7 +220,13 @@ class PolicyNode(LifecycleNode):
             self.get_logger().error(f"{self.p['obstacles_topic']}: {exc}: holding")
 
     def _on_marker(self, msg: String) -> None:
-        if '"start"' in msg.data:
+        try:
+            event = json.loads(msg.data).get("event")
+        except (ValueError, AttributeError):
+            self.get_logger().error(f"{self.p['episode_topic']}: not a JSON episode marker: "
+                                    f"{msg.data[:80]!r}")
+            return
+        if event == "start":
             self._new_episode()
 
     def _on_estop(self, msg: Bool) -> None:
@@ -245,6 +252,8 @@ class PolicyNode(LifecycleNode):
         self.need_reset = True
         self.fresh_state = False  # the reset needs a state of the new episode
         self.idle = {}
+        if self.runtime is not None:
+            self.runtime.stop()  # never hold (send) the previous episode's last command
 
     # ---- control ---------------------------------------------------------------------------
     def tick(self) -> None:
@@ -285,15 +294,11 @@ class PolicyNode(LifecycleNode):
         self._publish(command)
 
     def _publish_hold(self, reason: str) -> None:
-        """Repeat the last command (or, before the first one, the measured positions)."""
+        """Repeat the last command; before the episode's first one, send nothing (the
+        controller keeps holding what it holds)."""
         self._note_hold(reason)
         if self.runtime is not None and self.runtime.prev_command is not None:
-            command = self.runtime.hold(reason)
-        elif self.positions and all(j in self.positions for j in self.obs_layout.joints):
-            command = np.array([self.positions[j] for j in self.obs_layout.joints])
-        else:
-            return
-        self._publish(command)
+            self._publish(self.runtime.hold(reason))
 
     def _note_hold(self, reason: str | None) -> None:
         if reason is not None:
