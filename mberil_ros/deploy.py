@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from mberil_ros.errors import UserError
 from mberil_ros.record import PROGRESS_PREFIX, node_command, stop_process
-from mberil_ros.settings import apply_overrides, defaults, descriptions, from_mapping, setting
+from mberil_ros.settings import command_line, defaults, descriptions, from_mapping, setting
 
 READY = "policy_node: active"  # what policy_node prints once it streams
 
@@ -57,27 +57,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _arm(checkpoint: Path) -> str:
     """The sim's arm: the one the policy was trained for (its policy_config.json)."""
     from mberil_ros.algos import checkpoint as ckpt
-    from mberil_ros.sim.spaces import observation_layout
+    from mberil_ros.sim.spaces import arm_of
 
     config_path = ckpt.resolve(checkpoint) / ckpt.POLICY_CONFIG
     try:
         joints = json.loads(config_path.read_text())["joint_names"]
     except (OSError, ValueError, KeyError) as exc:
         raise UserError(f"{config_path}: cannot read the policy's joints ({exc})") from None
-    for arm in ("right", "left", "both"):
-        if list(observation_layout(arm).joints) == list(joints):
-            return arm
-    raise UserError(f"{config_path}: joints {joints} are not one arm or both in order")
+    arm = arm_of(joints)
+    if arm is None:
+        raise UserError(f"{config_path}: joints {joints} are not one arm or both in order")
+    return arm
 
 
 def run(args: argparse.Namespace) -> int:
-    options = defaults(DeployOptions)
-    if args.settings:
-        given = apply_overrides({}, args.settings)
-        from_mapping(DeployOptions, given, "deploy")
-        options.update(given)
-    options.update({k: getattr(args, k) for k in options if getattr(args, k, None) is not None})
-    o = from_mapping(DeployOptions, options, "deploy")
+    o = from_mapping(DeployOptions, command_line(DeployOptions, args, "deploy"), "deploy")
     if o.episodes < 1:
         raise UserError(f"--episodes must be >= 1, got {o.episodes}")
     if not o.real_time_factor > 0:

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from mberil_ros.errors import UserError
 from mberil_ros.settings import (
-    apply_overrides,
+    command_line,
     defaults,
     descriptions,
     from_mapping,
@@ -88,19 +88,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def resolve_options(args: argparse.Namespace) -> dict:
-    known = defaults(RecordOptions)
-    options = dict(known)
+    base = defaults(RecordOptions)
     if args.config is not None:
-        loaded = from_mapping(RecordOptions, read_yaml(args.config), source=args.config)
-        options.update(dataclasses.asdict(loaded))
-    if args.settings:
-        given = apply_overrides({}, args.settings)
-        from_mapping(RecordOptions, given, "record")  # unknown names fail here
-        options.update(given)
-    for key in known:
-        value = getattr(args, key, None)
-        if value is not None:
-            options[key] = value
+        base = dataclasses.asdict(from_mapping(RecordOptions, read_yaml(args.config),
+                                               source=args.config))
+    options = command_line(RecordOptions, args, "record", base)
     if not options["output"]:
         raise UserError("no output bag given (-o/--output or `output:` in --config)")
     if Path(options["output"]).exists():

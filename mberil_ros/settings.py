@@ -33,6 +33,21 @@ def defaults(cls: type) -> dict[str, Any]:
     return {f.name: getattr(instance, f.name) for f in dataclasses.fields(cls)}
 
 
+def command_line(cls: type, args: Any, where: str, base: dict[str, Any] | None = None
+                 ) -> dict[str, Any]:
+    """A command's options: ``base`` (default: the dataclass defaults), then its KEY=VALUE
+    items (``args.settings``; unknown names are an error naming ``where``), then the flags
+    given (attributes of ``args`` named like the fields, None when not given)."""
+    options = dict(base if base is not None else defaults(cls))
+    items = getattr(args, "settings", None) or []
+    if items:
+        given = apply_overrides({}, items)
+        from_mapping(cls, given, where)
+        options.update(given)
+    options.update({k: getattr(args, k) for k in options if getattr(args, k, None) is not None})
+    return options
+
+
 def descriptions(cls: type) -> dict[str, str]:
     return {f.name: f.metadata.get("description", "") for f in dataclasses.fields(cls)}
 

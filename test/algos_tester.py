@@ -23,6 +23,21 @@ def tiny_dataset(root: Path, expert: int = 8, suboptimal: int = 8, **kw) -> Path
     return generate_dataset(root / "ds", expert, suboptimal, seed=0, **kw)
 
 
+def bc_run(out: Path, name: str, dataset: Path, steps: int, *overrides: str,
+           net: dict | None = None) -> Path:
+    """A BC run of ``steps`` steps through the real runner (one evaluation and checkpoint at
+    the end); ``net``: algo.network settings. Returns the run folder."""
+    from mberil_ros.algos.runner import TrainingRun
+    from mberil_ros.algos.train_config import load_train_config
+
+    cfg = load_train_config(None, [
+        "algorithm=bc", f"dataset={dataset}", f"output_dir={out}", f"name={name}",
+        f"steps={steps}", f"eval_every={steps}", f"checkpoint_every={steps}", "progress=false",
+        *overrides, *[f"algo.network.{k}={v}" for k, v in (net or {}).items()]])
+    TrainingRun(cfg, out / name).run()
+    return out / name
+
+
 def tiny_data(root: Path, **kw) -> OfflineData:
     # prefixes of 24 steps keep the tests fast; whole episodes are the default
     return OfflineData(tiny_dataset(root, **kw), DataConfig(val_fraction=0.25, max_seq_len=24))

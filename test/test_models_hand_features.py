@@ -6,11 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from algos_tester import TINY_NET, tiny_dataset
+from algos_tester import TINY_NET, bc_run, tiny_dataset
 
 from mberil_ros.algos.data import DataConfig, OfflineData
-from mberil_ros.algos.runner import TrainingRun
-from mberil_ros.algos.train_config import load_train_config
 from mberil_ros.models.config import EncoderConfig
 from mberil_ros.models.encoder import SequenceEncoder
 from mberil_ros.runtime import PolicyRuntime
@@ -70,12 +68,8 @@ def test_features_are_hand_goal_and_obstacle_offsets_zero_for_empty_slots():
 
 def test_a_checkpoint_carries_its_kinematics_and_the_runtime_uses_them(tmp_path):
     dataset = tiny_dataset(tmp_path, expert=6, suboptimal=0)
-    cfg = load_train_config(None, [
-        "algorithm=bc", f"dataset={dataset}", f"output_dir={tmp_path}", "name=r", "steps=4",
-        "eval_every=4", "checkpoint_every=4", "progress=false", "algo.data.val_fraction=0.25",
-        "algo.network.backbone=mlp", "algo.network.features=hand",
-        *[f"algo.network.{k}={v}" for k, v in TINY_NET.items()]])
-    TrainingRun(cfg, tmp_path / "r").run()
+    bc_run(tmp_path, "r", dataset, 4, "algo.data.val_fraction=0.25", "algo.network.backbone=mlp",
+           "algo.network.features=hand", net=TINY_NET)
     rt = PolicyRuntime.load(tmp_path / "r")
     feats = rt.policy.encoder.features
     assert feats is not None and feats.q_index.tolist() == [list(range(6))]

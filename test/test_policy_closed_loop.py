@@ -11,10 +11,8 @@ a small relative step (algos/codec.py); this test keeps it that way.
 from __future__ import annotations
 
 import pytest
-from algos_tester import tiny_dataset
+from algos_tester import bc_run, tiny_dataset
 
-from mberil_ros.algos.runner import TrainingRun
-from mberil_ros.algos.train_config import load_train_config
 from mberil_ros.eval.closed_loop import VALIDATION_SEED_BASE, evaluate
 
 # a small but real Mamba: two blocks, trained long enough to move the arm purposefully
@@ -25,13 +23,8 @@ NET = {"d_model": 32, "n_layers": 2, "context": 16, "d_state": 8, "head_hidden":
 def mamba_checkpoint(tmp_path_factory):
     root = tmp_path_factory.mktemp("chatter")
     ds = tiny_dataset(root, expert=10, suboptimal=0)
-    cfg = load_train_config(None, [
-        "algorithm=bc", f"dataset={ds}", f"output_dir={root}", "name=r", "steps=150",
-        "eval_every=150", "checkpoint_every=150", "progress=false", "algo.batch_size=4",
-        "algo.lr=0.001", "algo.data.val_fraction=0.2", "algo.network.backbone=mamba",
-        *[f"algo.network.{k}={v}" for k, v in NET.items()]])
-    TrainingRun(cfg, root / "r").run()
-    return root / "r"
+    return bc_run(root, "r", ds, 150, "algo.batch_size=4", "algo.lr=0.001",
+                  "algo.data.val_fraction=0.2", "algo.network.backbone=mamba", net=NET)
 
 
 def test_trained_mamba_policy_does_not_chatter(mamba_checkpoint):

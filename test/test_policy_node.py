@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 import pytest
-from algos_tester import TINY_NET, tiny_dataset
+from algos_tester import TINY_NET, bc_run, tiny_dataset
 from ros_helpers import require_rclpy, spin_until, start_node, stop_node
 
 require_rclpy()
@@ -27,8 +27,6 @@ from std_msgs.msg import Bool, Float64MultiArray  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 from visualization_msgs.msg import MarkerArray  # noqa: E402
 
-from mberil_ros.algos.runner import TrainingRun  # noqa: E402
-from mberil_ros.algos.train_config import load_train_config  # noqa: E402
 from mberil_ros.runtime import JointLimits  # noqa: E402
 from mberil_ros.sim.model import INIT_RTM  # noqa: E402
 from mberil_ros.sim.spaces import ALL_JOINTS, LARM_JOINTS, RARM_JOINTS  # noqa: E402
@@ -43,13 +41,9 @@ def checkpoint(tmp_path_factory):
     """A tiny BC policy for the right arm, trained a few steps through the real runner."""
     root = tmp_path_factory.mktemp("policy")
     data = tiny_dataset(root, expert=6, suboptimal=2)
-    cfg = load_train_config(None, [
-        "algorithm=bc", f"dataset={data}", f"output_dir={root}", "name=p", "steps=4",
-        "eval_every=4", "checkpoint_every=4", "progress=false", "algo.batch_size=2",
-        "algo.data.val_fraction=0.25", "algo.network.backbone=mlp",
-        *[f"algo.network.{k}={v}" for k, v in TINY_NET.items()]])
-    TrainingRun(cfg, root / "p").run()
-    return root / "p" / "checkpoints" / "last"
+    run = bc_run(root, "p", data, 4, "algo.batch_size=2", "algo.data.val_fraction=0.25",
+                 "algo.network.backbone=mlp", net=TINY_NET)
+    return run / "checkpoints" / "last"
 
 
 class Bench:

@@ -8,13 +8,11 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from algos_tester import TINY_NET, tiny_dataset
+from algos_tester import TINY_NET, bc_run, tiny_dataset
 
 from mberil_ros.algos.bc import BC, BCConfig
 from mberil_ros.algos.codec import ACTION_REPRS, PolicyCodec, previous_commands
 from mberil_ros.algos.data import DataConfig, OfflineData
-from mberil_ros.algos.runner import TrainingRun
-from mberil_ros.algos.train_config import load_train_config
 from mberil_ros.errors import UserError
 from mberil_ros.runtime import PolicyRuntime
 
@@ -28,13 +26,8 @@ def dataset(tmp_path_factory):
 def checkpoint(tmp_path_factory, dataset):
     """A tiny Mamba BC policy trained for a few steps through the real runner."""
     out = tmp_path_factory.mktemp("runs")
-    cfg = load_train_config(None, [
-        "algorithm=bc", f"dataset={dataset}", f"output_dir={out}", "name=r", "steps=6",
-        "eval_every=6", "checkpoint_every=6", "progress=false", "algo.batch_size=2",
-        "algo.data.val_fraction=0.25",
-        *[f"algo.network.{k}={v}" for k, v in TINY_NET.items()]])
-    TrainingRun(cfg, out / "r").run()
-    return out / "r"
+    return bc_run(out, "r", dataset, 6, "algo.batch_size=2", "algo.data.val_fraction=0.25",
+                  net=TINY_NET)
 
 
 @pytest.mark.parametrize("repr_", ACTION_REPRS)
@@ -82,12 +75,8 @@ def default_size_checkpoint(tmp_path_factory, dataset):
     """Train-as-you-infer at the default network size (Mamba, 4 layers, d_model 128), with
     the previous-action token so the fed-back command matters, trained a few steps."""
     out = tmp_path_factory.mktemp("runs_default")
-    cfg = load_train_config(None, [
-        "algorithm=bc", f"dataset={dataset}", f"output_dir={out}", "name=d", "steps=3",
-        "eval_every=3", "checkpoint_every=3", "progress=false", "algo.batch_size=2",
-        "algo.data.val_fraction=0.25", "algo.network.policy_inputs=state_prev_action"])
-    TrainingRun(cfg, out / "d").run()
-    return out / "d"
+    return bc_run(out, "d", dataset, 3, "algo.batch_size=2", "algo.data.val_fraction=0.25",
+                  "algo.network.policy_inputs=state_prev_action")
 
 
 @pytest.mark.parametrize("which", ["tiny", "default_size"])

@@ -46,6 +46,7 @@ from mberil_ros.sim.spaces import (
     MAX_OBSTACLES,
     RARM_JOINTS,
     TOPICS,
+    arm_of,
     observation_layout,
 )
 
@@ -80,14 +81,6 @@ class PolicyNodeParameters:
     deterministic: bool = setting(True, "the policy's mean action (false: sample)")
     urdf: str = setting("", "robot description for the joint limits (empty: the package's)")
     diagnostics_rate: float = setting(1.0, "Hz of /diagnostics")
-
-
-def arm_of(joints: list[str]) -> str:
-    """The task arm a policy's joint list belongs to (its observation layout)."""
-    for arm in ("right", "left", "both"):
-        if list(observation_layout(arm).joints) == list(joints):
-            return arm
-    raise UserError(f"policy joints {joints} are not the right, left or both arms in order")
 
 
 class PolicyNode(LifecycleNode):
@@ -132,7 +125,11 @@ class PolicyNode(LifecycleNode):
                 raise UserError(f"parameter 'controller' must be one of {CONTROLLERS}, "
                                 f"got {p['controller']!r}")
             probe = PolicyRuntime.load(p["checkpoint"], urdf=p["urdf"] or None)
-            self.obs_layout = observation_layout(arm_of(probe.joint_names))
+            arm = arm_of(probe.joint_names)
+            if arm is None:
+                raise UserError(f"policy joints {probe.joint_names} are not the right, left "
+                                "or both arms in order")
+            self.obs_layout = observation_layout(arm)
             missing = [j for j in self.obs_layout.joints if j not in p["controller_joints"]]
             if missing:
                 raise UserError(f"policy joints {missing} are not in controller_joints")

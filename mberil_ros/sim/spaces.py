@@ -141,6 +141,11 @@ def observation_layout(arm: str = "right") -> ObservationLayout:
     )
 
 
+def arm_of(joints: Sequence[str]) -> str | None:
+    """The arm mode whose joints are ``joints`` in order (a policy's joint list), or None."""
+    return next((a for a in ARMS if list(observation_layout(a).joints) == list(joints)), None)
+
+
 # The default (right-arm) and both-arms contracts.
 RIGHT = observation_layout("right")
 BOTH = observation_layout("both")
