@@ -14,10 +14,11 @@ from mberil_ros.models.encoder import SequenceEncoder
 from mberil_ros.runtime import PolicyRuntime
 from mberil_ros.sim import spaces
 from mberil_ros.sim.kinematics import ArmKinematics
+from mberil_ros.sim.scene import point_obstacle_distance
 from mberil_ros.sim.task import ReachingTask
 
 
-def _features_for(arm: str, n: int = 40):
+def _features_for(arm: str, n: int = 40, mode: str = "hand"):
     """A HandFeatures configured on raw observations of ``arm`` from the simulator."""
     lay = spaces.observation_layout(arm)
     task = ReachingTask("train", arm, seed=3)
@@ -29,7 +30,7 @@ def _features_for(arm: str, n: int = 40):
         obs.append(o)
     obs = np.asarray(obs, np.float32)
     enc = SequenceEncoder(EncoderConfig(obs_dim=lay.obs_dim, act_dim=lay.act_dim,
-                                        backbone="mlp", features="hand", d_model=8,
+                                        backbone="mlp", features=mode, d_model=8,
                                         mlp_hidden=8))
     mean, scale = obs.mean(0), np.where(obs.std(0) > 1e-4, obs.std(0), 1.0)
     enc.features.configure(lay.state_names, lay.joints, mean, scale, obs)
@@ -64,6 +65,28 @@ def test_features_are_hand_goal_and_obstacle_offsets_zero_for_empty_slots():
     torch.testing.assert_close(off[torch.from_numpy(present)], want[torch.from_numpy(present)],
                                atol=1e-5, rtol=0)
     assert off[torch.from_numpy(~present)].abs().max() < 1e-5
+
+
+def test_surface_features_are_corner_and_nearest_point_offsets_matching_the_sim():
+    feats, obs, x_n, lay = _features_for("right", mode="hand_surface")
+    raw = (feats(x_n) * feats.feat_scale + feats.feat_mean).numpy()
+    hands = feats.hand_positions(x_n)[:, 0].numpy()
+    task = ReachingTask("train", "right", seed=3)
+    checked = 0
+    for k, (row, hand) in enumerate(zip(raw, hands, strict=True)):
+        task.reset(seed=k)  # the same layouts _features_for observed
+        slots = row[6:].reshape(spaces.MAX_OBSTACLES, 9)
+        for slot, ob in enumerate(task.episode.obstacles):
+            c, h = np.asarray(ob.position), ob.half_extents
+            np.testing.assert_allclose(slots[slot, :3], c - h - hand, atol=1e-5)
+            np.testing.assert_allclose(slots[slot, 3:6], c + h - hand, atol=1e-5)
+            gap = float(np.linalg.norm(slots[slot, 6:]))
+            if ob.type == "box":  # the nearest-point offset's length is the sim's distance
+                want = point_obstacle_distance(hand, ob)
+                assert gap == pytest.approx(max(want, 0.0), abs=1e-5)
+            checked += 1
+        assert np.abs(slots[len(task.episode.obstacles):]).max(initial=0.0) < 1e-5
+    assert checked > 10
 
 
 def test_a_checkpoint_carries_its_kinematics_and_the_runtime_uses_them(tmp_path):

@@ -14,8 +14,9 @@ BACKBONES = ("mamba", "mlp")
 # what every network reads at step t: x_t alone, or x_t and the previous-action token
 INPUTS = ("state", "state_prev_action")
 # extra inputs computed inside the network from x_t: none, or the hand's forward kinematics
-# relative to the goal and the obstacles (models/hand_features.py)
-FEATURES = ("none", "hand")
+# relative to the goal and the obstacles' centres ("hand") or their corners and nearest
+# points ("hand_surface"); models/hand_features.py
+FEATURES = ("none", "hand", "hand_surface")
 TIME_EMBEDDINGS = ("learned_clamped", "none")
 
 
@@ -118,9 +119,9 @@ class EncoderConfig:
                                  f"[0, {self.obs_dim}) leaving at least one, got "
                                  f"{self.ignore_dims!r}")
             self.ignore_dims = dims or None
-        if self.features == "hand" and self.act_dim % 6:
-            raise ValueError(f"EncoderConfig.features 'hand' needs 6 joints per arm, got "
-                             f"act_dim {self.act_dim}")
+        if self.features != "none" and self.act_dim % 6:
+            raise ValueError(f"EncoderConfig.features {self.features!r} needs 6 joints per "
+                             f"arm, got act_dim {self.act_dim}")
         if self.time_embedding not in TIME_EMBEDDINGS:
             raise ValueError(f"EncoderConfig.time_embedding must be one of {TIME_EMBEDDINGS}, "
                              f"got {self.time_embedding!r}")

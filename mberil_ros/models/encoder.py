@@ -69,8 +69,9 @@ class SequenceEncoder(nn.Module):
         self.cfg = cfg
         self.out_dim = cfg.d_model
         self.uses_prev = cfg.inputs == "state_prev_action"
-        self.features = (HandFeatures(cfg.obs_dim, cfg.act_dim // 6, MAX_OBSTACLES)
-                         if cfg.features == "hand" else None)
+        self.features = (HandFeatures(cfg.obs_dim, cfg.act_dim // 6, MAX_OBSTACLES,
+                                      cfg.features)
+                         if cfg.features != "none" else None)
         ignore = set(cfg.ignore_dims or ())
         keep = [i for i in range(cfg.obs_dim) if i not in ignore]
         # config-derived, so not saved: a checkpoint rebuilds it from its policy_config

@@ -5,7 +5,10 @@ the goal and which obstacle stands on it. From joint angles alone a network has 
 arm's kinematics before it can learn any of that, and with a few hundred demonstrations it
 learns both loosely. This module computes, from the (normalized) observation, per hand:
 
-    hand xyz,  goal - hand,  obstacle centre - hand for every slot (0 for an empty slot)
+    hand xyz,  goal - hand,  and per obstacle slot (0 for an empty slot):
+      "hand":          obstacle centre - hand
+      "hand_surface":  the obstacle's lower and upper corners - hand, and its nearest point
+                       - hand (box, or a sphere's bounding box; 0 inside it)
 
 standardized by their training-split statistics, and the encoder reads them next to the
 observation. It is part of the network (buffers in the checkpoint), so the runtime, the
@@ -30,8 +33,14 @@ from mberil_ros.errors import UserError
 ARM_JOINTS = 6
 
 
-def feature_dim(n_hands: int, n_obstacles: int) -> int:
-    return n_hands * (6 + 3 * n_obstacles)
+# values per obstacle slot, per feature mode
+OBSTACLE_VALUES = {"hand": 3, "hand_surface": 9}
+_OBSTACLE_FIELDS = {"hand": ("x", "y", "z", "present"),
+                    "hand_surface": ("x", "y", "z", "hx", "hy", "hz", "present")}
+
+
+def feature_dim(n_hands: int, n_obstacles: int, mode: str = "hand") -> int:
+    return n_hands * (6 + OBSTACLE_VALUES[mode] * n_obstacles)
 
 
 def _rotation(axis: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
@@ -46,17 +55,22 @@ def _rotation(axis: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
 class HandFeatures(nn.Module):
     """normalized observation (..., obs_dim) -> hand features (..., feature_dim)."""
 
-    def __init__(self, obs_dim: int, n_hands: int, n_obstacles: int) -> None:
+    def __init__(self, obs_dim: int, n_hands: int, n_obstacles: int, mode: str = "hand"
+                 ) -> None:
         super().__init__()
-        self.n_hands, self.n_obstacles = n_hands, n_obstacles
-        self.out_dim = feature_dim(n_hands, n_obstacles)
+        if mode not in OBSTACLE_VALUES:
+            raise ValueError(f"HandFeatures mode must be one of {tuple(OBSTACLE_VALUES)}, "
+                             f"got {mode!r}")
+        self.n_hands, self.n_obstacles, self.mode = n_hands, n_obstacles, mode
+        self.out_dim = feature_dim(n_hands, n_obstacles, mode)
         # every value below is filled by configure() before training and restored from the
         # checkpoint at load time (persistent buffers)
         self.register_buffer("obs_mean", torch.zeros(obs_dim))
         self.register_buffer("obs_scale", torch.ones(obs_dim))
         self.register_buffer("q_index", torch.zeros(n_hands, ARM_JOINTS, dtype=torch.long))
         self.register_buffer("goal_index", torch.zeros(n_hands, 3, dtype=torch.long))
-        self.register_buffer("obstacle_index", torch.zeros(n_obstacles, 4, dtype=torch.long))
+        self.register_buffer("obstacle_index", torch.zeros(
+            n_obstacles, len(_OBSTACLE_FIELDS[mode]), dtype=torch.long))
         self.register_buffer("base_rotation", torch.eye(3).repeat(n_hands, 1, 1))
         self.register_buffer("base_translation", torch.zeros(n_hands, 3))
         self.register_buffer("joint_rotation", torch.eye(3).repeat(n_hands, ARM_JOINTS, 1, 1))
@@ -79,7 +93,7 @@ class HandFeatures(nn.Module):
 
         def at(name: str) -> int:
             if name not in names:
-                raise UserError(f"network.features 'hand' needs the observation feature "
+                raise UserError(f"network.features {self.mode!r} needs the observation feature "
                                 f"{name!r}, which this dataset does not have (use "
                                 "features: none)")
             return names.index(name)
@@ -102,7 +116,7 @@ class HandFeatures(nn.Module):
                 self.joint_axis[h, k] = torch.from_numpy(axis / np.linalg.norm(axis)).float()
         for k in range(self.n_obstacles):
             self.obstacle_index[k] = torch.tensor(
-                [at(f"obstacle{k}.{f}") for f in ("x", "y", "z", "present")])
+                [at(f"obstacle{k}.{f}") for f in _OBSTACLE_FIELDS[self.mode]])
         self.obs_mean.copy_(torch.as_tensor(obs_mean, dtype=torch.float32))
         self.obs_scale.copy_(torch.as_tensor(obs_scale, dtype=torch.float32))
         self.feat_mean.zero_()
@@ -133,11 +147,21 @@ class HandFeatures(nn.Module):
 
     def forward(self, x_n: torch.Tensor) -> torch.Tensor:
         hand = self.hand_positions(x_n)
-        ob = self._raw(x_n, self.obstacle_index.flatten()).unflatten(-1, (self.n_obstacles, 4))
+        ob = self._raw(x_n, self.obstacle_index.flatten()).unflatten(
+            -1, (self.n_obstacles, self.obstacle_index.shape[1]))
+        present = ob[..., -1:]
         parts = []
         for h in range(self.n_hands):
-            p = hand[..., h, :]
-            parts += [p, self._raw(x_n, self.goal_index[h]) - p]
-            parts.append(((ob[..., :3] - p[..., None, :]) * ob[..., 3:4]).flatten(-2))
+            p = hand[..., h, None, :]
+            parts += [p[..., 0, :], self._raw(x_n, self.goal_index[h]) - p[..., 0, :]]
+            if self.mode == "hand":
+                rel = ob[..., :3] - p
+            else:
+                # Hand-relative corners and nearest point: what the expert plans with (the
+                # top to clear, the gap to keep), unchanged when the whole scene shifts.
+                low, high = ob[..., :3] - ob[..., 3:6] - p, ob[..., :3] + ob[..., 3:6] - p
+                nearest = torch.minimum(torch.maximum(low, low.new_zeros(())), high)
+                rel = torch.cat([low, high, nearest], -1)
+            parts.append((rel * present).flatten(-2))
         f = torch.cat(parts, -1)
         return (f - self.feat_mean) / self.feat_scale
