@@ -4,8 +4,9 @@ at several episode lengths.
     .venv/bin/python bench/train_speed.py [--device cpu|cuda] [--lengths 50 200 400]
         [--repeats 5] [--steps 2] [--bc] [--dataset PATH]
 
-Data: synthetic episodes of exactly each --length (smooth random walks with the sim's widths,
-27 observations / 6 joints; half expert, half sub-optimal), or --dataset (one row "data").
+Data: synthetic episodes of exactly each --length in the task's observation layout (right
+arm: 39 observations / 6 joints; smooth random walks, half expert, half sub-optimal), or
+--dataset (one row "data").
 Transitions/s counts the real (unpadded) transitions in the batches one iteration samples per
 data source (BC: one expert batch; Offline-MB-ERIL after its warm start: one rollout batch +
 discriminator, policy and model batches), divided by the iteration's wall time. Sizes are
@@ -31,28 +32,42 @@ from mberil_ros.algos.data import OfflineData
 from mberil_ros.algos.offline_mberil import OfflineMBERIL, OfflineMBERILConfig
 from mberil_ros.data.writer import DatasetWriter
 from mberil_ros.models import mamba_ssm_available
+from mberil_ros.sim import spaces
+from mberil_ros.sim.model import INIT_RTM
 
-OBS_DIM, ACT_DIM, EPISODES = 27, 6, 32
+EPISODES = 32
+LAYOUT = spaces.observation_layout("right")
 
 
 def synthetic_dataset(root: Path, length: int, seed: int = 0) -> Path:
-    """EPISODES episodes of `length` steps: x_{t+1} = x_t + 0.1 tanh(u_t) + noise."""
+    """EPISODES episodes of `length` steps in the task's observation layout (so the default
+    network, hand features and policy_ignore included, applies): joint positions on smooth
+    random walks around init_rtm, commands a step ahead, a goal and 0-3 obstacles."""
     rng = np.random.default_rng(seed)
+    lay = LAYOUT
+    n_joints = lay.act_dim
     writer = DatasetWriter(root / f"synthetic-{length}", overwrite=True,
-                           state_names=[f"j{i}.pos" if i < ACT_DIM else f"s{i}"
-                                        for i in range(OBS_DIM)],
-                           action_names=[f"j{i}.position" for i in range(ACT_DIM)])
+                           state_names=lay.state_names,
+                           action_names=[f"{j}.target" for j in lay.joints])
+    init = np.array([INIT_RTM.get(j, 0.0) for j in lay.joints])
     for k in range(EPISODES):
-        act = np.cumsum(0.1 * rng.standard_normal((length, ACT_DIM)), 0).astype(np.float32)
-        step = np.zeros((length, OBS_DIM), np.float32)
-        step[:, :ACT_DIM] = 0.1 * np.tanh(act)
-        step += 0.01 * rng.standard_normal(step.shape).astype(np.float32)
-        states = np.concatenate([rng.standard_normal((1, OBS_DIM)).astype(np.float32),
-                                 step], 0).cumsum(0)
+        walk = np.cumsum(0.01 * rng.standard_normal((length + 2, n_joints)), 0)
+        cmd = init + 0.3 * np.tanh(walk)
+        states = np.zeros((length + 1, lay.obs_dim), np.float32)
+        states[:, lay.qpos] = cmd[:-1]
+        states[1:, lay.qvel] = np.diff(cmd[:-1], axis=0) / spaces.CONTROL_DT
+        states[:, lay.goal] = rng.uniform([0.24, -0.5, 0.0], [0.5, -0.02, 0.18])
+        slots = np.zeros((spaces.MAX_OBSTACLES, len(spaces.OBSTACLE_FIELDS)), np.float32)
+        for i in range(rng.integers(0, spaces.MAX_OBSTACLES + 1)):
+            slots[i, :3] = rng.uniform([0.18, -0.54, -0.08], [0.5, -0.26, 0.05])
+            slots[i, 3:6] = rng.uniform(0.02, 0.035)
+            slots[i, spaces.OB_PRESENT] = 1.0
+        states[:, lay.obstacles] = slots.ravel()
         label = "expert" if k % 2 == 0 else "suboptimal"
-        writer.add_episode({"label": label, "demonstrator": "synthetic"}, states[:-1], act,
-                           states[1:], np.arange(length) * 0.1)
-    return writer.finish({"fps": 10.0, "joints": [f"j{i}" for i in range(ACT_DIM)]})
+        writer.add_episode({"label": label, "demonstrator": "synthetic"}, states[:-1],
+                           cmd[1:-1].astype(np.float32), states[1:],
+                           np.arange(length) * spaces.CONTROL_DT)
+    return writer.finish({"fps": 1.0 / spaces.CONTROL_DT, "joints": list(lay.joints)})
 
 
 def measure(algo, steps: int, repeats: int, transitions: float) -> tuple[float, float]:

@@ -65,6 +65,7 @@ from mberil_ros.models.heads import (
     Discriminator,
     GaussianEnsembleDynamics,
     UnstructuredDiscriminator,
+    gaussian_log_prob,
     mixture_log_prob,
     mixture_log_prob_per_dim,
 )
@@ -360,9 +361,12 @@ class OfflineMBERIL:
     def _sample(self, label: str) -> Batch:
         return self.data.sample(label, self.cfg.batch_size, self.gen).to(self.device)
 
-    def _model_nll(self, b: Batch) -> torch.Tensor:
-        """Ensemble MLE: every member's -ln p(y|h,u), averaged over members and valid steps."""
-        lp = self.model.log_prob(b.obs, b.prev_act, b.act, b.next_obs)
+    def _model_nll(self, b: Batch, params: tuple[torch.Tensor, torch.Tensor] | None = None
+                   ) -> torch.Tensor:
+        """Ensemble MLE: every member's -ln p(y|h,u), averaged over members and valid steps.
+        ``params``: the model's (mu, log_std) on ``b`` when already computed."""
+        mu, ls = params if params is not None else self.model(b.obs, b.prev_act, b.act)
+        lp = gaussian_log_prob(self.model.delta(b.obs, b.next_obs), mu, ls)
         return -masked_mean(lp, b.mask.expand_as(lp))
 
     # ---- 1: rollouts -----------------------------------------------------------------------------
@@ -443,27 +447,34 @@ class OfflineMBERIL:
             return torch.zeros(y.shape[:-1], device=y.device)
         return mixture_log_prob(mu_q, ls_q, self.model.delta(obs, y))
 
-    def _policy_logit(self, obs: torch.Tensor, prev: torch.Tensor, u: torch.Tensor
-                      ) -> torch.Tensor:
-        """logit_pi at every step (discriminator step: pi and b enter as constants)."""
+    def _policy_logit(self, obs: torch.Tensor, prev: torch.Tensor, u: torch.Tensor,
+                      log_pi: torch.Tensor | None = None) -> torch.Tensor:
+        """logit_pi at every step (discriminator step: pi and b enter as constants).
+        ``log_pi``: ln pi(u|h) when already known."""
         lat = self.disc.encoder(obs, prev)
         if self.cfg.discriminator == "unstructured":
             return self.disc.f_pi(lat, u)
         with torch.no_grad():
-            log_pi = self.policy.log_prob(obs, prev, u)
+            if log_pi is None:
+                log_pi = self.policy.log_prob(obs, prev, u)
             log_b = self._log_b(obs, prev, u)
         return L.structured_policy_logit(self.disc.Q(lat, u), self.disc.V(lat), log_b, log_pi,
                                          self.cfg.beta_pi, self.cfg.eta_pi)
 
-    def _counterfactual(self, b: Batch, reparam: bool) -> dict[str, torch.Tensor]:
-        """y^ ~ p(.|h_t,u_t) at one random valid step t per sequence, with ln p(y^), ln q(y^)."""
+    def _counterfactual(self, b: Batch, reparam: bool,
+                        params: tuple[torch.Tensor, torch.Tensor] | None = None,
+                        base: tuple[torch.Tensor, torch.Tensor] | None = None
+                        ) -> dict[str, torch.Tensor]:
+        """y^ ~ p(.|h_t,u_t) at one random valid step t per sequence, with ln p(y^), ln q(y^).
+        ``params`` / ``base``: the model's / the model baseline's (mu, log_std) on ``b`` when
+        the caller already has them (one encoder pass each instead of two)."""
         n = b.obs.shape[0]
         rows = torch.arange(n, device=self.device)
         t = (torch.rand(n, generator=self.gen) * b.mask.sum(1).cpu()).long().to(self.device)
         member = torch.randint(self.cfg.ensemble_size, (n,), generator=self.gen).to(self.device)
         eps = randn(self.gen, (n, len(self.model.dims)), b.obs)
         with torch.set_grad_enabled(reparam and torch.is_grad_enabled()):
-            mu, ls = self.model(b.obs, b.prev_act, b.act)
+            mu, ls = params if params is not None else self.model(b.obs, b.prev_act, b.act)
             mu_t, ls_t = mu[:, rows, t], ls[:, rows, t]  # (E, n, D)
             x_t = b.obs[rows, t]
             y = self.model.compose(x_t, mu_t[member, rows] + torch.exp(ls_t[member, rows]) * eps)
@@ -471,7 +482,8 @@ class OfflineMBERIL:
                 y = y.detach()
             log_p = mixture_log_prob(mu_t, ls_t, self.model.delta(x_t, y))
         with torch.no_grad():
-            mq, lq = (self.model_base(b.obs, b.prev_act, b.act) if self.model_base is not None
+            mq, lq = (base if base is not None
+                      else self.model_base(b.obs, b.prev_act, b.act) if self.model_base is not None
                       else (None, None))
         log_q = self._log_q(None if mq is None else mq[:, rows, t],
                             None if lq is None else lq[:, rows, t], x_t, y)
@@ -500,24 +512,27 @@ class OfflineMBERIL:
             z_s = self._policy_logit(s.obs, s.prev_act, s.act)[s.mask]
         g_obs, g_prev, g_mask = self._generated()
         with torch.no_grad():
-            u_g, _ = tanh_gaussian_sample(*self.policy(g_obs, g_prev), self.gen)
-        z_g = self._policy_logit(g_obs, g_prev, u_g)[g_mask]
+            mu_g, ls_g = self.policy(g_obs, g_prev)
+            u_g, _ = tanh_gaussian_sample(mu_g, ls_g, self.gen)
+            log_pi_g = self.policy.log_prob_from_params(mu_g, ls_g, u_g)
+        z_g = self._policy_logit(g_obs, g_prev, u_g, log_pi_g)[g_mask]
         pu = self.pu(z_e, z_s, z_g)
 
         # model discriminator: real transitions of D_E u D_S vs counterfactual y^ ~ p
         r = self._sample("all")
         with torch.no_grad():
-            cf = self._counterfactual(r, reparam=False)
+            params = self.model(r.obs, r.prev_act, r.act)
+            base = (self.model_base(r.obs, r.prev_act, r.act) if self.model_base is not None
+                    else None)
+            cf = self._counterfactual(r, reparam=False, params=params, base=base)
         rows, t = cf["rows"], cf["t"]
         if c.discriminator == "structured":
             obs_ext, prev_ext = extend(r)
             lat = self.disc.encoder(obs_ext, prev_ext)
             lat_t, lat_next = lat[:, :-1], lat[:, 1:]
             with torch.no_grad():
-                mu, ls = self.model(r.obs, r.prev_act, r.act)
-                log_p = mixture_log_prob(mu, ls, self.model.delta(r.obs, r.next_obs))
-                mq = self.model_base(r.obs, r.prev_act, r.act) if self.model_base else None
-                log_q = self._log_q(*(mq or (None, None)), r.obs, r.next_obs)
+                log_p = mixture_log_prob(*params, self.model.delta(r.obs, r.next_obs))
+                log_q = self._log_q(*(base or (None, None)), r.obs, r.next_obs)
             z_real = L.structured_model_logit(
                 self.disc.r(lat_t, r.act), self.disc.V(lat_next), self.disc.Q(lat_t, r.act),
                 log_q, log_p, c.beta_m, c.eta_m, c.gamma)[r.mask]
@@ -572,9 +587,10 @@ class OfflineMBERIL:
     def model_step(self) -> dict[str, float]:
         c = self.cfg
         r = self._sample("all")
-        nll = self._model_nll(r)
+        params = self.model(r.obs, r.prev_act, r.act)  # one pass for the NLL and y^
+        nll = self._model_nll(r, params)
         with frozen(self.disc):
-            cf = self._counterfactual(r, reparam=True)
+            cf = self._counterfactual(r, reparam=True, params=params)
             if c.discriminator == "structured":
                 score = c.gamma * self._v_of(r, cf)
             else:
