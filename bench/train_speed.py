@@ -2,7 +2,7 @@
 at several episode lengths.
 
     .venv/bin/python bench/train_speed.py [--device cpu|cuda] [--lengths 50 200 400]
-        [--repeats 5] [--steps 2] [--bc] [--dataset PATH]
+        [--repeats 5] [--steps 2] [--bc] [--dataset PATH] [--d-model N] [--n-layers N]
 
 Data: synthetic episodes of exactly each --length in the task's observation layout (right
 arm: 39 observations / 6 joints; smooth random walks, half expert, half sub-optimal), or
@@ -10,9 +10,9 @@ arm: 39 observations / 6 joints; smooth random walks, half expert, half sub-opti
 Transitions/s counts the real (unpadded) transitions in the batches one iteration samples per
 data source (BC: one expert batch; Offline-MB-ERIL after its warm start: one rollout batch +
 discriminator, policy and model batches), divided by the iteration's wall time. Sizes are
-config/train.yaml's defaults (d_model 128, 4 layers, batch 16 whole episodes). Each number
-is the median of --repeats timings of --steps iterations after a warm-up in the same process,
-so the backbones are compared under the same conditions (other processes on the machine
+config/train.yaml's defaults (batch 16 whole episodes; --d-model / --n-layers change the
+encoder size). Each number is the median of --repeats timings of --steps iterations after a
+warm-up in the same process, so the backbones are compared under the same conditions (other processes on the machine
 still add noise: compare medians, not single runs).
 """
 
@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from mberil_ros.algos.bc import BC, BCConfig
+from mberil_ros.algos.common import NetworkConfig
 from mberil_ros.algos.data import OfflineData
 from mberil_ros.algos.offline_mberil import OfflineMBERIL, OfflineMBERILConfig
 from mberil_ros.data.writer import DatasetWriter
@@ -98,6 +99,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--bc", action="store_true", help="also time BC")
     parser.add_argument("--dataset", type=Path, help="time on this dataset instead")
+    parser.add_argument("--d-model", type=int, help="encoder width (default: the config's)")
+    parser.add_argument("--n-layers", type=int, help="Mamba blocks (default: the config's)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -105,6 +108,10 @@ def main() -> None:
     sets = ({"data": args.dataset} if args.dataset else
             {str(n): synthetic_dataset(root, n) for n in args.lengths})
     algos = ["offline_mberil"] + (["bc"] if args.bc else [])
+    size = NetworkConfig(**{k: v for k, v in (("d_model", args.d_model),
+                                               ("n_layers", args.n_layers)) if v})
+    print(f"network d_model {size.d_model}, {size.n_layers} Mamba layers, head_hidden "
+          f"{size.head_hidden}, mlp_hidden {size.mlp_hidden}, features {size.features}")
     print(f"device {device}; torch threads {torch.get_num_threads()}; "
           f"mamba_ssm kernels: {mamba_ssm_available() and device.type == 'cuda'}")
     print(f"{'algorithm':>15} {'ep. length':>10} {'backbone':>8} {'ms/iter':>9} "
@@ -113,6 +120,10 @@ def main() -> None:
     for name, path in sets.items():
         for backbone in args.backbones:
             network = {"backbone": backbone}
+            if args.d_model:
+                network["d_model"] = args.d_model
+            if args.n_layers:
+                network["n_layers"] = args.n_layers
             bc_cfg = BCConfig.from_dict({"network": network})
             data = OfflineData(path, bc_cfg.data)
             mean_len = float(data.train.steps("all")) / data.train.count("all")

@@ -43,7 +43,7 @@ def test_unknown_config_field_is_named(cls):
         cls.from_dict({"network": {"d_modle": 8}})
 
 
-@pytest.mark.parametrize("field,value", [("horizon", 11), ("alpha", 1.0), ("baseline", "ema"),
+@pytest.mark.parametrize("field,value", [("horizon", 101), ("alpha", 1.0), ("baseline", "ema"),
                                          ("discriminator", "deep"), ("beta_pi", 0.0),
                                          ("ensemble_size", 0)])
 def test_bad_values_name_the_field(field, value):

@@ -71,19 +71,21 @@ def test_constant_features_keep_scale_one():
 
 
 @pytest.fixture(scope="module")
-def default_size_checkpoint(tmp_path_factory, dataset):
-    """Train-as-you-infer at the default network size (Mamba, 4 layers, d_model 128), with
-    the previous-action token so the fed-back command matters, trained a few steps."""
-    out = tmp_path_factory.mktemp("runs_default")
+def size_128x4_checkpoint(tmp_path_factory, dataset):
+    """Train-as-you-infer at a full network size (Mamba, 4 layers, d_model 128: twice the
+    default's depth and width), with the previous-action token so the fed-back command
+    matters, trained a few steps."""
+    out = tmp_path_factory.mktemp("runs_128x4")
     return bc_run(out, "d", dataset, 3, "algo.batch_size=2", "algo.data.val_fraction=0.25",
-                  "algo.network.policy_inputs=state_prev_action")
+                  "algo.network.policy_inputs=state_prev_action", "algo.network.d_model=128",
+                  "algo.network.n_layers=4")
 
 
-@pytest.mark.parametrize("which", ["tiny", "default_size"])
+@pytest.mark.parametrize("which", ["tiny", "size_128x4"])
 def test_runtime_streams_what_the_sequence_forward_computes(which, request, dataset):
     rt = PolicyRuntime.load(request.getfixturevalue(
-        "checkpoint" if which == "tiny" else "default_size_checkpoint"))
-    if which == "default_size":
+        "checkpoint" if which == "tiny" else "size_128x4_checkpoint"))
+    if which == "size_128x4":
         enc = rt.config["model"]["config"]["encoder"]
         assert (enc["d_model"], enc["n_layers"], enc["backbone"]) == (128, 4, "mamba")
     data = OfflineData(dataset, DataConfig(val_fraction=0.25))

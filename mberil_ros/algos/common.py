@@ -28,8 +28,9 @@ class NetworkConfig:
     #   tokens of x_k) | "state_prev_action" (x_t and the previous-action token u_{t-1} - q_t;
     #   Mamba: tokens of (x_k, that token)); the token lets a cloned policy copy its last
     #   motion (docs/learning.md), so it is the ablation, not the default
-    d_model: int = 128  # encoder width (latent size)
-    n_layers: int = 4  # Mamba blocks
+    d_model: int = 64  # encoder width (latent size); 64 x 2 layers is the Mamba size that
+    #   reached targets closed loop on CPU budgets (docs/learning.md)
+    n_layers: int = 2  # Mamba blocks
     context: int = 32  # K: time-embedding rows; steps past K reuse row K-1
     d_state: int = 16  # Mamba SSM state size
     d_conv: int = 4  # Mamba causal conv width

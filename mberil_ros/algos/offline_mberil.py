@@ -94,7 +94,7 @@ class OfflineMBERILConfig:
     baseline: str = "polyak"  # b, q: polyak averages | uniform (ln b = -d ln 2, ln q = 0) |
     #   mle (frozen copies of the warm-started pi and p)
     polyak_tau: float = 0.005  # b <- (1 - tau) b + tau pi per iteration
-    horizon: int = 5  # H, model rollout length (1..10)
+    horizon: int = 5  # H, model rollout length in control ticks (1..100; 50 Hz: 10 = 0.2 s)
     lambda_nll: float = 1.0  # [lambda_NLL] weight of the real-data NLL anchor in L_model
     bc_mse_weight: float = 100.0  # BC's squared-error term (BCConfig.mse_weight) in the warm
     #   start and in the anchor below
@@ -148,8 +148,8 @@ class OfflineMBERILConfig:
             bad("gamma", "in [0, 1]")
         if not 0.0 < self.polyak_tau <= 1.0:
             bad("polyak_tau", "in (0, 1]")
-        if not (isinstance(self.horizon, int) and 1 <= self.horizon <= 10):
-            bad("horizon", "an int in 1..10")
+        if not (isinstance(self.horizon, int) and 1 <= self.horizon <= 100):
+            bad("horizon", "an int in 1..100")
         for f in ("lambda_nll", "lambda_bc", "bc_mse_weight"):
             if getattr(self, f) < 0:
                 bad(f, ">= 0")
