@@ -2,13 +2,16 @@
 and 500 Hz, next to an idle rclpy timer at the same rate measured in the same run.
 
     .venv/bin/python bench/control_loop.py [--seconds 60] [--rates 100 500] [--checkpoint DIR]
+        [--thread-priority N] [--lock-memory]
 
 Prints, per rate: the policy's missed ticks, loop period p50/p99, jitter p99 (|period -
 1/rate|) and inference p50/p99 (from policy_node's own statistics, wall clock), and the
 same period statistics of a timer that does nothing. Targets: 100 Hz with no missed tick
 and p99 jitter <= 2 ms; 500 Hz with <= 1 % missed ticks. The policy is the small trained
 BC-MLP of test/data (its commands at another rate than it was trained at do not matter
-here: only timing is measured).
+here: only timing is measured). --thread-priority / --lock-memory set policy_node's
+parameters of the same names (SCHED_FIFO, mlockall: they need root or the matching limits)
+and give the idle timer the same scheduling, so the two stay comparable.
 """
 
 from __future__ import annotations
@@ -27,8 +30,10 @@ sys.path.insert(0, str(REPO))
 from mberil_ros.record import node_command, stop_process  # noqa: E402
 
 IDLE = """
-import sys, time, numpy as np, rclpy
-rate, seconds = float(sys.argv[1]), float(sys.argv[2])
+import os, sys, time, numpy as np, rclpy
+rate, seconds, priority = float(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
+if priority:
+    os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
 rclpy.init()
 node = rclpy.create_node("idle_timer")
 stamps = []
@@ -44,7 +49,8 @@ print(f"IDLE {len(stamps)} {missed} {1e3 * np.percentile(p, 50):.3f} "
 """
 
 
-def run_rate(rate: float, seconds: float, checkpoint: Path) -> dict[str, str]:
+def run_rate(rate: float, seconds: float, checkpoint: Path, priority: int = 0,
+             lock: bool = False) -> dict[str, str]:
     env = dict(os.environ, PYTHONUNBUFFERED="1", ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
                ROS_DOMAIN_ID=str(60 + int(rate) % 40))
     sim = subprocess.Popen(node_command("sim_node", {"control_rate": rate, "auto_start": True,
@@ -52,9 +58,9 @@ def run_rate(rate: float, seconds: float, checkpoint: Path) -> dict[str, str]:
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     policy = subprocess.Popen(node_command("policy_node", {
         "checkpoint": str(checkpoint), "autostart": True, "control_rate": rate,
-        "diagnostics_rate": 1.0}), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-        text=True, env=env)
-    idle = subprocess.Popen([sys.executable, "-c", IDLE, str(rate), str(seconds)],
+        "diagnostics_rate": 1.0, "thread_priority": priority, "lock_memory": lock}),
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    idle = subprocess.Popen([sys.executable, "-c", IDLE, str(rate), str(seconds), str(priority)],
                             stdout=subprocess.PIPE, text=True, env=env)
     try:
         time.sleep(seconds)
@@ -84,8 +90,12 @@ def main() -> None:
     parser.add_argument("--rates", type=float, nargs="+", default=[100.0, 500.0])
     parser.add_argument("--checkpoint", type=Path,
                         default=REPO / "test" / "data" / "policy_reach_mlp")
+    parser.add_argument("--thread-priority", type=int, default=0,
+                        help="policy_node's SCHED_FIFO priority (0: normal scheduling)")
+    parser.add_argument("--lock-memory", action="store_true", help="policy_node mlockall")
     args = parser.parse_args()
-    rows = [run_rate(r, args.seconds, args.checkpoint) for r in args.rates]
+    rows = [run_rate(r, args.seconds, args.checkpoint, args.thread_priority, args.lock_memory)
+            for r in args.rates]
     keys = list(rows[0])
     print("  ".join(f"{k:>15}" for k in keys))
     for row in rows:

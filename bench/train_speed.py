@@ -12,8 +12,8 @@ data source (BC: one expert batch; Offline-MB-ERIL after its warm start: one rol
 discriminator, policy and model batches), divided by the iteration's wall time. Sizes are
 config/train.yaml's defaults (batch 16 whole episodes; --d-model / --n-layers change the
 encoder size). Each number is the median of --repeats timings of --steps iterations after a
-warm-up in the same process, so the backbones are compared under the same conditions (other processes on the machine
-still add noise: compare medians, not single runs).
+warm-up in the same process, so the backbones are compared under the same conditions (other
+processes on the machine still add noise: compare medians, not single runs).
 """
 
 from __future__ import annotations

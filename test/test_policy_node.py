@@ -169,6 +169,15 @@ def test_a_checkpoint_for_other_joints_is_refused(checkpoint, tmp_path):
     assert "policy_node: error:" in log and "LARM_JOINT0" in log
 
 
+def test_a_thread_priority_out_of_range_is_refused_at_configure(checkpoint, tmp_path):
+    node = start_node("mberil_ros.nodes.policy_node",
+                      {"checkpoint": str(checkpoint), "autostart": True,
+                       "thread_priority": 150}, tmp_path / "prio.log")
+    assert node.wait(timeout=60) == 2
+    log = (tmp_path / "prio.log").read_text()
+    assert "policy_node: error:" in log and "'thread_priority' must be in 0..99" in log
+
+
 def test_mberil_deploy_reaches_targets_and_every_command_is_within_limits(tmp_path):
     """`mberil deploy`: sim_node and policy_node as processes over DDS, a trained policy
     (test/data/policy_reach_mlp), every command on the wire checked against the limits."""

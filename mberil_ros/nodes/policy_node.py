@@ -37,7 +37,7 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from visualization_msgs.msg import MarkerArray
 
 from mberil_ros.errors import UserError
-from mberil_ros.nodes import spinning
+from mberil_ros.nodes import realtime, spinning
 from mberil_ros.settings import setting
 from mberil_ros.sim.observation import build_observation
 from mberil_ros.sim.obstacle_markers import obstacles_from_markers
@@ -81,6 +81,11 @@ class PolicyNodeParameters:
     deterministic: bool = setting(True, "the policy's mean action (false: sample)")
     urdf: str = setting("", "robot description for the joint limits (empty: the package's)")
     diagnostics_rate: float = setting(1.0, "Hz of /diagnostics")
+    thread_priority: int = setting(0, "SCHED_FIFO priority 1-99 of the control thread, set at "
+                                   "configure (0: normal scheduling); needs root, "
+                                   "CAP_SYS_NICE or an rtprio limit")
+    lock_memory: bool = setting(False, "mlockall at configure, so no tick waits for a page "
+                                "fault; needs root, CAP_IPC_LOCK or a memlock limit")
 
 
 class PolicyNode(LifecycleNode):
@@ -124,6 +129,9 @@ class PolicyNode(LifecycleNode):
             if p["controller"] not in CONTROLLERS:
                 raise UserError(f"parameter 'controller' must be one of {CONTROLLERS}, "
                                 f"got {p['controller']!r}")
+            if not 0 <= p["thread_priority"] <= 99:
+                raise UserError("parameter 'thread_priority' must be in 0..99 (0: off), got "
+                                f"{p['thread_priority']}")
             probe = PolicyRuntime.load(p["checkpoint"], urdf=p["urdf"] or None)
             arm = arm_of(probe.joint_names)
             if arm is None:
@@ -153,6 +161,7 @@ class PolicyNode(LifecycleNode):
         # collector's scans, whose full passes over torch's objects delay ticks
         gc.collect()
         gc.freeze()
+        self._realtime()
         if p["controller"] == "forward":
             self.pub = self.create_lifecycle_publisher(Float64MultiArray, p["command_topic"], 10)
         else:
@@ -177,6 +186,17 @@ class PolicyNode(LifecycleNode):
         self.get_logger().info(f"loaded {p['checkpoint']}: {self.runtime.summary}; "
                                f"{self.rate:g} Hz to the {p['controller']} controller")
         return TransitionCallbackReturn.SUCCESS
+
+    def _realtime(self) -> None:
+        """Scheduling and memory locking for the thread that spins this node (the caller of
+        configure); a refusal is a warning, not a failure, as in controller_manager."""
+        for wanted, apply in ((self.p["lock_memory"], realtime.lock_memory),
+                              (self.p["thread_priority"] > 0,
+                               lambda: realtime.set_thread_priority(self.p["thread_priority"]))):
+            if wanted:
+                msg = apply()
+                log = self.get_logger()
+                (log.warning if "not applied" in msg else log.info)(msg)
 
     def on_activate(self, state: State) -> TransitionCallbackReturn:
         self.need_reset = True
