@@ -44,6 +44,7 @@ setup(
         "mujoco>=3.1",
         "xacro>=2.0",
         "rosbags>=0.10",
+        "mcap>=1.6",  # the recorder's MCAP writer (Writer.flush) and recovery's stream reader
         "pyarrow>=14",
         "safetensors>=0.4",
         "PyYAML>=6",

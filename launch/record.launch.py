@@ -4,7 +4,9 @@
         suboptimal_episodes:=10 suite:=train seed:=0
 
 The recording ends when the demonstrator has run all its episodes: its exit shuts the
-launch down, and the recorder closes the bag on the way out.
+launch down, and the recorder closes the bag on the way out. Any node dying stops the
+whole recording at once, with the cause and the launch log (which holds every node's
+output) in one line; what a killed recorder wrote is read back by `mberil convert`.
 """
 
 from launch import LaunchDescription
@@ -25,12 +27,13 @@ def generate_launch_description() -> LaunchDescription:
     kinds = {name: type(default) for name, default in defaults(RecordOptions).items()}
     params = node_parameters({name: typed(LaunchConfiguration(name), kinds[name])
                               for name in text})
+    # output "both": on screen and in launch.log, the file a failure message points to
     sim = Node(package="mberil_ros", executable="sim_node", name="sim_node",
-               output="screen", parameters=[params["sim_node"]])
+               output="both", parameters=[params["sim_node"]])
     recorder = Node(package="mberil_ros", executable="recorder_node", name="recorder_node",
-                    output="screen", parameters=[params["recorder_node"]])
+                    output="both", parameters=[params["recorder_node"]])
     demonstrator = Node(package="mberil_ros", executable="demonstrator_node",
-                        name="demonstrator_node", output="screen",
+                        name="demonstrator_node", output="both",
                         parameters=[params["demonstrator_node"]])
     # the demonstrator exits when its episodes are done; any node failing ends it non-zero
     return LaunchDescription([*args, sim, recorder, demonstrator,

@@ -23,6 +23,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "record": ("mberil_ros.record", "run sim + demonstrator + recorder, write a rosbag2"),
     "train": ("mberil_ros.algos.train_cli", "train Offline-MB-ERIL or BC from a dataset"),
     "convert": ("mberil_ros.data.convert_cli", "rosbag2 (MCAP/sqlite3) and ROS 1 bags -> dataset"),
+    "bag": ("mberil_ros.data.bag_cli", "rosbag2 repair: `mberil bag reindex BAG` recovers an "
+            "interrupted recording"),
     "eval": ("mberil_ros.eval.cli", "run a checkpoint closed loop in the simulator"),
     "deploy": ("mberil_ros.deploy", "a checkpoint drives the MuJoCo NEXTAGE over ROS topics "
                "(sim_node + policy_node)"),

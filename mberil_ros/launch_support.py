@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 
@@ -15,14 +17,21 @@ def typed(value: Any, kind: type) -> Any:
 
 
 def end_launch(event, context):  # noqa: ANN001, ANN201 - OnProcessExit's callback protocol
-    """A node exited: fail the launch (non-zero status, the cause in the log) if it failed,
-    else shut the launch down, once (a second Shutdown would stop launch_ros's adapter twice
-    and fail a clean launch)."""
+    """A node exited: fail the launch if it failed (non-zero status; the cause and the launch
+    log in one line; the launch then stops every other node), else shut the launch down,
+    once (a second Shutdown would stop launch_ros's adapter twice and fail a clean launch)."""
     from launch.actions import EmitEvent
     from launch.events import Shutdown
+    from launch.logging import launch_config
+
+    from mberil_ros.node_processes import exit_cause
 
     if event.returncode not in (0, -2, 130) and not context.is_shutdown:
-        raise RuntimeError(f"{event.action.name} exited with code {event.returncode}")
+        log = Path(launch_config.log_dir) / "launch.log"
+        # launch numbers its processes (recorder_node-2): name the node as the user does
+        name = re.sub(r"-\d+$", "", event.action.name)
+        raise RuntimeError(f"{name} {exit_cause(event.returncode)}; the launch stops every "
+                           f"node; log: {log}")
     return [] if context.is_shutdown else [EmitEvent(event=Shutdown(reason="a node exited"))]
 
 

@@ -3,7 +3,8 @@
 The same three nodes as launch/record.launch.py, started as plain processes so recording works
 without `ros2 launch`. The command itself never imports rclpy (only mberil_ros/nodes/ does,
 docs/architecture.md): it only starts, watches and stops the node processes. Ctrl-C stops
-the demonstrations early and still leaves a readable bag.
+the demonstrations early and still leaves a readable bag. A node that dies stops the whole
+recording at once (node_processes.py), with the cause and its log named in one line.
 """
 
 from __future__ import annotations
@@ -11,16 +12,20 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import signal
+import queue
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
+from mberil_ros.data.bag_settings import STORAGES, BagSplitting
 from mberil_ros.errors import UserError
+from mberil_ros.node_processes import ended, exit_cause, stop_all
+from mberil_ros.node_processes import stop_process as stop_process  # used by deploy and tests
 from mberil_ros.settings import (
     command_line,
     defaults,
@@ -28,6 +33,7 @@ from mberil_ros.settings import (
     from_mapping,
     read_yaml,
     setting,
+    setting_of,
 )
 
 
@@ -45,6 +51,8 @@ class RecordOptions:
     storage: str = setting("mcap", "rosbag2 storage: mcap | sqlite3")
     real_time_factor: float = setting(10.0, "upper bound on sim speed relative to the wall "
                                       "clock; the sim runs in lockstep with the demonstrator")
+    max_bag_duration: float = setting_of(BagSplitting, "max_bag_duration")
+    max_bag_size: int = setting_of(BagSplitting, "max_bag_size")
 
 
 def node_parameters(o: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -57,11 +65,13 @@ def node_parameters(o: dict[str, Any]) -> dict[str, dict[str, Any]]:
         "sim_node": {**common, "real_time_factor": o["real_time_factor"],
                      "auto_start": False, "lockstep": True},
         "recorder_node": {"output": o["output"], "storage": o["storage"],
-                          "use_sim_time": True},
+                          "max_bag_duration": o["max_bag_duration"],
+                          "max_bag_size": o["max_bag_size"], "use_sim_time": True},
         "demonstrator_node": {**common, "expert_episodes": o["expert_episodes"],
                               "suboptimal_episodes": o["suboptimal_episodes"],
                               "use_sim_time": True,
-                              "min_command_subscribers": 2},  # the sim and the recorder
+                              "min_command_subscribers": 2,  # the sim and the recorder
+                              "min_state_subscribers": 2},  # the demonstrator and the recorder
     }
 
 
@@ -104,6 +114,11 @@ def resolve_options(args: argparse.Namespace) -> dict:
         raise UserError("nothing to record: --episodes and --suboptimal are both 0")
     if not options["real_time_factor"] > 0:
         raise UserError(f"real_time_factor must be > 0, got {options['real_time_factor']}")
+    if options["storage"] not in STORAGES:
+        raise UserError(f"storage must be one of {list(STORAGES)}, got {options['storage']!r}")
+    for key in ("max_bag_duration", "max_bag_size"):
+        if not isinstance(options[key], int | float) or not options[key] >= 0:
+            raise UserError(f"{key} must be >= 0 (0: no split), got {options[key]!r}")
     # The suite and arm are validated by the sim itself; check early for a clean error.
     from mberil_ros.sim.spaces import ARMS
     from mberil_ros.sim.suites import SUITES
@@ -121,18 +136,6 @@ def node_command(module: str, params: dict[str, object]) -> list[str]:
         text = str(value).lower() if isinstance(value, bool) else str(value)
         command += ["-p", f"{key}:={text}"]
     return command
-
-
-def stop_process(proc: subprocess.Popen, timeout: float = 20.0) -> int:
-    """SIGINT (Ctrl-C) and wait; kill if it hangs. Returns the exit code."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    return proc.returncode
 
 
 def run(args: argparse.Namespace) -> int:
@@ -157,25 +160,56 @@ def run(args: argparse.Namespace) -> int:
     start("recorder_node", params["recorder_node"])
     demo = start("demonstrator_node", params["demonstrator_node"], stdout=subprocess.PIPE,
                  text=True)
-    interrupted = False
+    lines: queue.Queue[str | None] = queue.Queue()
+    threading.Thread(target=_read_lines, args=(demo.stdout, lines), daemon=True).start()
+    interrupted, failure, done = False, None, 0
     try:
         with tqdm(total=total, desc="recording", unit="episode") as bar:
-            for line in demo.stdout:
-                if line.startswith(PROGRESS_PREFIX):
+            drained = False
+            # the demonstrator's end (code 0, all its output read) is the end of the job;
+            # any other node ending, or the demonstrator failing, ends it at once
+            while not (drained and demo.poll() == 0):
+                try:
+                    line = lines.get(timeout=0.1)
+                except queue.Empty:
+                    line = ""
+                if line is None:
+                    drained = True
+                elif line.startswith(PROGRESS_PREFIX):
                     bar.update(1)
                     bar.set_postfix_str(line[len(PROGRESS_PREFIX):].strip())
-                else:
-                    (log_dir / "demonstrator_node.log").open("a").write(line)
-        demo.wait()
+                elif line:
+                    with (log_dir / "demonstrator_node.log").open("a") as log:
+                        log.write(line)
+                failure = ended(procs, may_finish="demonstrator_node")
+                if failure is not None:
+                    break
+            done = bar.n
     except KeyboardInterrupt:
         interrupted = True
     finally:
-        codes = {name: stop_process(proc) for name, proc in reversed(list(procs.items()))}
+        codes = stop_all(procs)
+    if failure is not None:
+        raise UserError(_failure_text(failure, codes, done, total, output, log_dir))
     if codes["recorder_node"] != 0:
-        raise UserError(f"recorder_node failed (exit {codes['recorder_node']}); see {log_dir}")
-    if not interrupted and codes["demonstrator_node"] != 0:
-        raise UserError(f"demonstrator_node failed (exit {codes['demonstrator_node']}); "
-                        f"see {log_dir}/demonstrator_node.log")
+        raise UserError(f"recorder_node {exit_cause(codes['recorder_node'])} while closing the "
+                        f"bag; log: {log_dir / 'recorder_node.log'}")
     print(f"wrote {output} ({'interrupted, ' if interrupted else ''}logs in {log_dir})")
     return 130 if interrupted else 0
 
+
+def _read_lines(stream, lines: queue.Queue) -> None:  # noqa: ANN001 - a text pipe
+    for line in stream:
+        lines.put(line)
+    lines.put(None)
+
+
+def _failure_text(failure: tuple[str, int], codes: dict[str, int], done: int, total: int,
+                  output: Path, log_dir: Path) -> str:
+    name, code = failure
+    text = (f"{name} {exit_cause(code)} after {done}/{total} episodes; the recording was "
+            f"stopped; log: {log_dir / (name + '.log')}")
+    if codes["recorder_node"] == 0:
+        return f"{text}; {output} holds the episodes recorded so far"
+    # the recorder did not close the bag: what it flushed is still there
+    return f"{text}; `mberil convert {output}` reads back what was written"

@@ -27,6 +27,15 @@ def setting(default: Any, description: str) -> Any:
     return dataclasses.field(default=default, metadata=meta)
 
 
+def setting_of(cls: type, name: str) -> Any:
+    """Field ``name`` of the settings dataclass ``cls`` declared again, same default and
+    description: for settings that are passed on (a command's option -> a node parameter)."""
+    field = {f.name: f for f in dataclasses.fields(cls)}[name]
+    default = (field.default_factory() if field.default is dataclasses.MISSING
+               else field.default)
+    return setting(default, field.metadata["description"])
+
+
 def defaults(cls: type) -> dict[str, Any]:
     """name -> default of every field of a settings dataclass."""
     instance = cls()

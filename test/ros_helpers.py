@@ -37,6 +37,22 @@ def start_node(module: str, params: dict[str, object], log: Path) -> subprocess.
 stop_node = stop_process  # the same Ctrl-C-then-wait that `mberil record` uses
 
 
+def child_process(parent: int, module: str) -> int | None:
+    """Pid of the child of ``parent`` that runs ``python -m module`` (Linux /proc)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            command = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:  # it exited meanwhile
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])  # the name in parentheses may hold spaces
+        if ppid == parent and module.encode() in command:
+            return int(entry.name)
+    return None
+
+
 def spin_until(node, condition: Callable[[], bool], timeout: float = 30.0) -> bool:
     import rclpy
 

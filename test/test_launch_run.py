@@ -48,8 +48,9 @@ def prefix(tmp_path_factory) -> Path:
     return root / "install"
 
 
-def launch(prefix: Path, args: list[str], timeout: float = 180) -> subprocess.CompletedProcess:
-    env = dict(os.environ, AMENT_PREFIX_PATH=str(prefix), PYTHONUNBUFFERED="1")
+def launch(prefix: Path, args: list[str], timeout: float = 180, **env_vars: str
+           ) -> subprocess.CompletedProcess:
+    env = dict(os.environ, AMENT_PREFIX_PATH=str(prefix), PYTHONUNBUFFERED="1", **env_vars)
     return subprocess.run([sys.executable, str(ROS2), "launch", "mberil_ros", *args],
                           capture_output=True, text=True, env=env, timeout=timeout)
 
@@ -84,9 +85,16 @@ def test_record_launch_writes_a_bag_and_fails_when_a_node_dies(prefix, tmp_path)
     run = launch(prefix, args)
     assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
     assert (bag / "metadata.yaml").exists()
-    again = launch(prefix, args, timeout=120)  # the bag exists: the recorder refuses
+    # the bag exists: the recorder refuses, and the launch stops in one line naming it, how it
+    # ended and the launch log, which holds the recorder's own message
+    again = launch(prefix, args, timeout=120, ROS_LOG_DIR=str(tmp_path / "log"))
+    out = again.stdout + again.stderr
     assert again.returncode != 0
-    assert "output bag already exists" in again.stdout + again.stderr
+    line = next(x for x in out.splitlines() if "recorder_node exited with code 2" in x)
+    log = Path(line.rsplit("log: ", 1)[1])
+    assert line.endswith("the launch stops every node; log: " + str(log))
+    assert log.parent.parent == tmp_path / "log" and log.name == "launch.log"
+    assert "output bag already exists" in log.read_text()
 
 
 def test_train_launch_trains_and_fails_on_a_bad_dataset(prefix, tmp_path):

@@ -143,6 +143,10 @@ def test_record_command_rejects_bad_input(tmp_path, capsys):
     assert f"{config}: unknown config key 'episodez'" in err and "expert_episodes" in err
     assert cli_main(["record", "-o", str(tmp_path / "b"), "suitx=train"]) == 2
     assert "unknown config key 'record.suitx'" in capsys.readouterr().err
+    assert cli_main(["record", "-o", str(tmp_path / "b"), "--storage", "rosbag1"]) == 2
+    assert "storage must be one of ['mcap', 'sqlite3']" in capsys.readouterr().err
+    assert cli_main(["record", "-o", str(tmp_path / "b"), "--max-bag-size", "-1"]) == 2
+    assert "max_bag_size must be >= 0" in capsys.readouterr().err
     assert not (tmp_path / "b").exists()
 
 

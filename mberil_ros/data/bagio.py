@@ -1,20 +1,25 @@
 """Opening bags (rosbag2 MCAP/sqlite3 directories or files, ROS 1 .bag) with rosbags.
 
-Every failure of the bag itself (missing, truncated, corrupt, wrong topic type) becomes a
-one-line UserError naming the file and, where it applies, the topic.
+A rosbag2 whose recording did not end normally (no metadata.yaml, an MCAP file without its
+footer, an sqlite3 journal left open) is first recovered into a temporary copy
+(bag_recovery.py); the bag itself is never written. Every failure of the bag itself
+(missing, truncated, corrupt, wrong topic type) becomes a one-line UserError naming the file
+and, where it applies, the topic.
 """
 
 from __future__ import annotations
 
 import hashlib
+import tempfile
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from rosbags.highlevel import AnyReader
 from rosbags.interfaces import Connection
 from rosbags.typesys import Stores, get_typestore
 
+from mberil_ros.data.bag_recovery import Recovery, needs_recovery, recover
 from mberil_ros.data.mcapfast import fast_messages
 from mberil_ros.errors import UserError
 
@@ -22,9 +27,10 @@ from mberil_ros.errors import UserError
 class Bag:
     """An open bag: the rosbags reader plus what the converter needs to know about it."""
 
-    def __init__(self, path: Path, reader: AnyReader) -> None:
+    def __init__(self, path: Path, reader: AnyReader, recovery: Recovery | None = None) -> None:
         self.path = path
         self.reader = reader
+        self.recovery = recovery  # what was read back from an interrupted recording
         self.ros1 = not reader.is2
         self.kind = "ros1" if self.ros1 else _storage_kind(path)
 
@@ -78,22 +84,32 @@ def _default_typestore(path: Path):  # noqa: ANN202
 
 
 @contextmanager
-def open_bag(path: str | Path) -> Iterator[Bag]:
+def open_bag(path: str | Path, scratch: Path | None = None) -> Iterator[Bag]:
+    """The bag at ``path``, recovered first if it needs it (into a temporary folder in
+    ``scratch``, default the system's, removed on exit)."""
     path = Path(path)
     if not path.exists():
         raise UserError(f"{path}: no such bag")
-    try:
-        reader = AnyReader([path], default_typestore=_default_typestore(path))
-        reader.open()
-    except UserError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - any failure to open is a bad bag
-        raise UserError(f"{path}: cannot open bag ({type(exc).__name__}: "
-                        f"{_one_line(exc)})") from exc
-    try:
-        yield Bag(path, reader)
-    finally:
-        reader.close()
+    with ExitStack() as stack:
+        source, recovery = path, None
+        if needs_recovery(path):
+            work = Path(stack.enter_context(tempfile.TemporaryDirectory(
+                prefix=f".{path.name}.recover-", dir=scratch)))
+            try:
+                recovery = recover(path, work)
+            except OSError as exc:  # a full disk, a file that cannot be read: no traceback
+                raise UserError(f"{path}: cannot recover the bag ({exc})") from exc
+            source = recovery.output
+        try:
+            reader = AnyReader([source], default_typestore=_default_typestore(path))
+            reader.open()
+        except UserError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any failure to open is a bad bag
+            raise UserError(f"{path}: cannot open bag ({type(exc).__name__}: "
+                            f"{_one_line(exc)})") from exc
+        stack.callback(reader.close)
+        yield Bag(path, reader, recovery)
 
 
 def bag_files(path: Path) -> list[Path]:

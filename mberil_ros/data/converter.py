@@ -335,12 +335,17 @@ def convert(bags: list[str | Path], out: str | Path, cfg: DatasetConfig, *,
         disable = None if progress is None else not progress
         with tqdm(total=0, unit="msg", disable=disable, desc="convert") as bar:
             for i, path in enumerate(paths):
-                with open_bag(path) as bag:
+                # an interrupted recording is read back into a temporary copy inside the
+                # dataset's temporary folder (the bag itself is never written)
+                with open_bag(path, scratch=writer.tmp) as bag:
+                    if bag.recovery is not None:
+                        report.recovered[str(path)] = bag.recovery.summary()
                     converter = BagConverter(bag, i, cfg, writer, report, bar)
                     bar.total = (bar.total or 0) + sum(c.msgcount for c in converter.conns)
                     converter.run()
                     sources.append({"path": str(path), "storage": bag.kind,
-                                    "messages": sum(c.msgcount for c in converter.conns)})
+                                    "messages": sum(c.msgcount for c in converter.conns),
+                                    "recovered": bag.recovery is not None})
         if not writer.episodes:
             dropped = f"; failed expert episodes dropped: {len(report.failed_expert)}" if \
                 report.failed_expert else ""

@@ -26,6 +26,8 @@ class ConversionReport:
     labels: dict[str, int] = field(default_factory=dict)
     durations: list[float] = field(default_factory=list)
     incomplete_episodes: list[str] = field(default_factory=list)  # no end marker
+    # bags read back from an interrupted recording -> what was kept and cut
+    recovered: dict[str, str] = field(default_factory=dict)
     empty_episodes: list[str] = field(default_factory=list)  # fewer than 2 usable ticks
     # episodes cut at dropped ticks into this many dataset episodes
     split_episodes: dict[str, int] = field(default_factory=dict)
@@ -48,6 +50,7 @@ class ConversionReport:
             "labels": self.labels,
             "episode_seconds_total": round(sum(self.durations), 3),
             "incomplete_episodes": self.incomplete_episodes,
+            "recovered": self.recovered,
             "empty_episodes": self.empty_episodes,
             "split_episodes": len(self.split_episodes),
             "split_episode_parts": self.split_episodes,
@@ -79,6 +82,8 @@ class ConversionReport:
             d = self.durations
             lines.append(f"  episode duration s: total {sum(d):.1f}, mean {sum(d) / len(d):.2f}, "
                          f"min {min(d):.2f}, max {max(d):.2f}")
+        for bag, what in self.recovered.items():
+            lines.append(f"  recovered {bag}: {what}")
         if self.incomplete_episodes:
             lines.append(f"  left out, no end marker: {', '.join(self.incomplete_episodes)}")
         if self.split_episodes:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -57,6 +56,10 @@ class DemonstratorNodeParameters:
     # commands sent before DDS has matched a subscriber are lost to it
     min_command_subscribers: int = setting(1, "wait until this many subscribers (the sim, plus "
                                            "the recorder when recording) see the command topic")
+    # states the sim publishes before the recorder reads them are lost to the recording (the
+    # recorder subscribes to each topic only once it has seen its publisher)
+    min_state_subscribers: int = setting(1, "wait until this many nodes (this one, plus the "
+                                         "recorder when recording) read the joint states topic")
 
 
 class DemonstratorNode(Node):
@@ -96,10 +99,11 @@ class DemonstratorNode(Node):
     def start(self) -> None:
         timeout = float(self.params["service_timeout"])
         for client in (self.param_client, self.reset_client):
-            if not client.wait_for_service(timeout_sec=timeout):
+            if not spinning.wait_until(client.service_is_ready, timeout):
                 raise UserError(f"service {client.srv_name} not available after {timeout:.0f} s "
                                 "(is sim_node running?)")
         self._wait_for_subscribers(timeout)
+        self._wait_for_state_readers(timeout)
         self._next_episode()
 
     def _wait_for_subscribers(self, timeout: float) -> None:
@@ -107,17 +111,25 @@ class DemonstratorNode(Node):
         topic, and every reader the graph knows of (a matched count alone can include the
         stale reader of a process that just exited, while the recorder is not matched yet)."""
         topic = self.params["command_topic"]
-        deadline = time.monotonic() + timeout
-        while True:
+
+        def matched() -> bool:
             known = len(self.get_subscriptions_info_by_topic(topic))
             wanted = max(int(self.params["min_command_subscribers"]), known)
-            matched = self.command_pub.get_subscription_count()
-            if matched >= wanted:
-                return
-            if time.monotonic() > deadline:
-                raise UserError(f"{topic}: {matched} subscriber(s) matched after "
-                                f"{timeout:.0f} s, {wanted} expected")
-            time.sleep(0.01)
+            return self.command_pub.get_subscription_count() >= wanted
+
+        if not spinning.wait_until(matched, timeout):
+            wanted = max(int(self.params["min_command_subscribers"]),
+                         len(self.get_subscriptions_info_by_topic(topic)))
+            raise UserError(f"{topic}: {self.command_pub.get_subscription_count()} "
+                            f"subscriber(s) matched after {timeout:.0f} s, {wanted} expected")
+
+    def _wait_for_state_readers(self, timeout: float) -> None:
+        """Until the graph shows `min_state_subscribers` readers of the joint states topic
+        (the sim's publisher matches them while the first episode's reset is requested)."""
+        topic, wanted = self.params["joint_states_topic"], int(self.params["min_state_subscribers"])
+        if not spinning.wait_until(lambda: self.count_subscribers(topic) >= wanted, timeout):
+            raise UserError(f"{topic}: {self.count_subscribers(topic)} reader(s) after "
+                            f"{timeout:.0f} s, {wanted} expected")
 
     def _next_episode(self) -> None:
         self.index += 1

@@ -2,7 +2,11 @@
 
 Subscriptions are raw (the bytes are written as received) and created as soon as a topic's
 publisher is discovered, with the publisher's durability so latched task topics are not
-missed. Ctrl-C / SIGTERM close the bag, leaving it readable.
+missed. Ctrl-C / SIGTERM close the bag, leaving it complete. Every ``flush_period`` what was
+received is put on disk (an MCAP chunk, an sqlite3 commit; fsynced), so a recorder that is
+killed (SIGKILL, OOM killer, power cut) loses only the last moments: `mberil convert` and
+`mberil bag reindex` read the rest back (data/bag_recovery.py). ``max_bag_duration`` and
+``max_bag_size`` split the recording into files as `ros2 bag record` does.
 
 Timestamps (parameter `timestamps`):
 - `source` (default): the time the publisher sent the message. With use_sim_time, that send
@@ -26,10 +30,11 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock as ClockMsg
 
 from mberil_ros.data.bag_recording import BagRecording
+from mberil_ros.data.bag_settings import BagSplitting
 from mberil_ros.data.sim_time_stamps import SimTimeStamper
 from mberil_ros.errors import UserError
 from mberil_ros.nodes import spinning
-from mberil_ros.settings import setting
+from mberil_ros.settings import setting, setting_of
 from mberil_ros.sim.spaces import TOPICS
 
 # what a demonstration dataset is converted from (/task/layout is the sim's own debug copy)
@@ -47,6 +52,11 @@ class RecorderNodeParameters:
     timestamps: str = setting("source", "source (the sim time the message was sent at) | "
                               "receive")
     discovery_period: float = setting(0.2, "s (wall) between looks for the configured topics")
+    flush_period: float = setting(0.5, "s (wall) between writes of what was received to disk "
+                                  "(an MCAP chunk, an sqlite3 commit): a killed recorder loses "
+                                  "at most about this much")
+    max_bag_duration: float = setting_of(BagSplitting, "max_bag_duration")
+    max_bag_size: int = setting_of(BagSplitting, "max_bag_size")
 
 
 def message_class(msgtype: str) -> type:
@@ -63,8 +73,12 @@ class RecorderNode(Node):
         if p["timestamps"] not in ("source", "receive"):
             raise UserError(f"parameter 'timestamps' must be source or receive, "
                             f"got {p['timestamps']!r}")
+        if not p["flush_period"] > 0:
+            raise UserError(f"parameter 'flush_period' must be > 0, got {p['flush_period']}")
         self.topics: list[str] = list(p["topics"])
-        self.bag = BagRecording(p["output"], p["storage"], p["distro"])
+        self.bag = BagRecording(p["output"], p["storage"], p["distro"],
+                                max_bag_duration=p["max_bag_duration"],
+                                max_bag_size=p["max_bag_size"])
         self.stamp_mode = p["timestamps"]
         sim_time = self.get_parameter("use_sim_time").value
         self.stamper = SimTimeStamper() if self.stamp_mode == "source" and sim_time else None
@@ -75,6 +89,7 @@ class RecorderNode(Node):
         self.create_timer(p["discovery_period"], self._discover, clock=wall)
         if self.stamper is not None:
             self.create_timer(0.1, self._expire, clock=wall)
+        self.create_timer(p["flush_period"], self.bag.flush, clock=wall)
         self.get_logger().info(f"recording {self.topics} to {p['output']} "
                                f"({self.stamp_mode} timestamps)")
         self._discover()

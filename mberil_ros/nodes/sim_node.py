@@ -211,8 +211,13 @@ class SimNode(Node):
                              "seed": seed, "time": self.sim_time(),
                              "layout": episode_to_dict(self.task.episode)}
         self._publish_task()
-        self._publish_marker("start")
+        # The first state (and its /clock) before the start marker: a recorder stamping with
+        # the sim time messages were sent at (data/sim_time_stamps.py) then files the marker
+        # at the episode's first tick, not at the idle tick before the reset, whose state
+        # (and the previous episode's last command, if still fresh) would otherwise become
+        # a frame of this episode in some recordings and not in others.
         self._publish_state()
+        self._publish_marker("start")
         return self.episode_info
 
     def _task_for(self, suite: str) -> ReachingTask:

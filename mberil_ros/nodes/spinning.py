@@ -11,6 +11,7 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -21,18 +22,38 @@ from rclpy.signals import SignalHandlerOptions
 
 from mberil_ros.settings import defaults, descriptions
 
+_stop = threading.Event()  # set on SIGINT/TERM once init() ran
+
+
+class Stopped(Exception):
+    """A stop signal arrived while a node was still starting up (see wait_until)."""
+
 
 def init(args: list[str] | None) -> threading.Event:
     """rclpy.init without rclpy's signal handlers; the returned event is set on SIGINT/TERM."""
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    stop = threading.Event()
+    _stop.clear()
 
     def handler(signum, frame) -> None:
-        stop.set()
+        _stop.set()
 
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)
-    return stop
+    return _stop
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, period: float = 0.01) -> bool:
+    """Poll ``condition`` (it must not need spinning: graph queries) for up to ``timeout`` s;
+    a stop signal meanwhile raises Stopped, so a node waiting for its peers at start-up
+    still ends at once on Ctrl-C (a recording stops when one of its nodes dies)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if _stop.is_set():
+            raise Stopped
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(period)
+    return True
 
 
 def spin_until(node: Node, stop: threading.Event,
@@ -61,6 +82,8 @@ def run(make_node: Callable[[], Node], name: str, args: list[str] | None, *,
     except UserError as exc:
         print(f"{name}: error: {exc}", file=sys.stderr)
         code = 2
+    except Stopped:
+        code = 130
     finally:
         if node is not None:
             code = code or cleanup(node) or 0
