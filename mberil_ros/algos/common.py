@@ -38,7 +38,8 @@ class NetworkConfig:
     mlp_hidden: int = 512  # hidden width of the "mlp" backbone's encoder
     head_hidden: int = 512  # hidden width of every head MLP
     features: str = "hand"  # extra inputs computed inside every network from x_t: "none" |
-    #   "hand" (forward kinematics: hand xyz, goal - hand, obstacle centres - hand)
+    #   "hand" (forward kinematics: hand xyz, goal - hand, obstacle centres - hand) |
+    #   "hand_surface" (obstacle corners and nearest point - hand instead of centres)
     policy_ignore: list[str] = field(default_factory=lambda: ["*.vel"])  # observation
     #   features the POLICY does not read, fnmatch patterns on the state names ("*.vel":
     #   joint velocities let a cloned policy copy its last motion, docs/learning.md)
