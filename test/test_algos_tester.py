@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 from algos_tester import TINY_NET, check_algorithm, tiny_data
 
 from mberil_ros.algos.bc import BC, BCConfig
@@ -38,3 +39,21 @@ def test_offline_mberil_baselines(data, baseline):
 def test_bc(data, backbone):
     cfg = BCConfig.from_dict({"network": {**TINY_NET, "backbone": backbone}, "batch_size": 4})
     check_algorithm(lambda seed: BC(cfg, data, "cpu", seed))
+
+
+def test_baseline_log_std_floor_widens_b_in_the_kl_term(data):
+    cfg = OfflineMBERILConfig.from_dict({
+        "network": {**TINY_NET, "backbone": "mlp"}, "baseline": "mle",
+        "baseline_log_std_min": -1.0, "bc_warmstart_steps": 0, "model_warmstart_steps": 0,
+        "batch_size": 4, "rollout_batch": 4, "ensemble_size": 2, "horizon": 2})
+    algo = OfflineMBERIL(cfg, data, "cpu", 0)
+    b = data.sample("expert", 4, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        mu, ls = algo.policy_base(b.obs, b.prev_act)
+        u = torch.tanh(mu + 0.3)
+        want = algo.policy_base.log_prob_from_params(mu, ls.clamp(min=-1.0), u)
+        assert (ls < -1.0).any()  # the floor is exercised
+        torch.testing.assert_close(algo._log_b(b.obs, b.prev_act, u), want)
+        algo.cfg.baseline_log_std_min = None
+        torch.testing.assert_close(algo._log_b(b.obs, b.prev_act, u),
+                                   algo.policy_base.log_prob_from_params(mu, ls, u))

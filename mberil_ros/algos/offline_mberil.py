@@ -94,6 +94,9 @@ class OfflineMBERILConfig:
     baseline: str = "polyak"  # b, q: polyak averages | uniform (ln b = -d ln 2, ln q = 0) |
     #   mle (frozen copies of the warm-started pi and p)
     polyak_tau: float = 0.005  # b <- (1 - tau) b + tau pi per iteration
+    baseline_log_std_min: float | None = None  # floor on ln sigma of b in the policy's KL
+    #   term (null: b as it is). A BC-sharp b (sigma ~e^-4.5) pins the policy's mean to its
+    #   own; a floor turns that pin into a regularizer (docs/learning.md)
     horizon: int = 5  # H, model rollout length in control ticks (1..100; 50 Hz: 10 = 0.2 s)
     lambda_nll: float = 1.0  # [lambda_NLL] weight of the real-data NLL anchor in L_model
     bc_mse_weight: float = 100.0  # BC's squared-error term (BCConfig.mse_weight) in the warm
@@ -439,6 +442,8 @@ class OfflineMBERIL:
             return torch.full(u.shape[:-1], -u.shape[-1] * math.log(2.0), device=u.device)
         with torch.no_grad():
             mu, ls = self.policy_base(obs, prev)
+            if self.cfg.baseline_log_std_min is not None:
+                ls = ls.clamp(min=self.cfg.baseline_log_std_min)
         return self.policy_base.log_prob_from_params(mu, ls, u)
 
     def _log_q(self, mu_q: torch.Tensor | None, ls_q: torch.Tensor | None, obs: torch.Tensor,
