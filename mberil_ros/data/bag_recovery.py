@@ -23,7 +23,7 @@ import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mberil_ros.data.bag_files import McapFile
+from mberil_ros.data.bag_files import STORAGE_FILES, McapFile
 from mberil_ros.data.bag_metadata import (
     FileStats,
     Topic,
@@ -35,7 +35,7 @@ from mberil_ros.data.bag_metadata import (
 from mberil_ros.data.mcap_scan import mcap_complete, scan_mcap
 from mberil_ros.errors import UserError
 
-STORAGE_SUFFIXES = {".mcap": "mcap", ".db3": "sqlite3"}
+STORAGE_SUFFIXES = {kind.suffix: storage for storage, kind in STORAGE_FILES.items()}
 NS = 1_000_000_000
 
 

@@ -14,6 +14,7 @@ from mcap.exceptions import EndOfFile, RecordLengthLimitExceeded
 from mcap.reader import make_reader
 from mcap.records import Channel, Chunk, DataEnd, Header, Message, Schema
 from mcap.stream_reader import CRCValidationError, StreamReader, breakup_chunk, read_magic
+from mcap.summary import Summary
 
 from mberil_ros.data.bag_metadata import FileStats, Topic, parse_qos_text
 from mberil_ros.errors import UserError
@@ -27,17 +28,21 @@ class Scan:
     cut_bytes: int = 0  # bytes after the last usable record
 
 
-def mcap_complete(path: Path) -> bool:
-    """True when the file ends in a readable footer (and summary): it was closed."""
+def _closed_summary(path: Path) -> tuple[bool, Summary | None]:
+    """(closed, summary): closed when the file ends in a readable footer (and summary)."""
     try:
         with path.open("rb") as f:
             f.seek(-8, 2)
             read_magic(ReadDataStream(f))
             f.seek(0)
-            make_reader(f).get_summary()
-        return True
+            return True, make_reader(f).get_summary()
     except Exception:  # noqa: BLE001 - any failure to read the end means: not closed
-        return False
+        return False, None
+
+
+def mcap_complete(path: Path) -> bool:
+    """True when the file ends in a readable footer (and summary): it was closed."""
+    return _closed_summary(path)[0]
 
 
 def _topic(channel: Channel, schemas: dict[int, Schema], where: Path) -> Topic:
@@ -49,9 +54,7 @@ def _topic(channel: Channel, schemas: dict[int, Schema], where: Path) -> Topic:
                  channel.message_encoding)
 
 
-def _from_summary(path: Path) -> Scan | None:
-    with path.open("rb") as f:
-        summary = make_reader(f).get_summary()
+def _from_summary(path: Path, summary: Summary | None) -> Scan | None:
     if summary is None or summary.statistics is None:
         return None
     stats = FileStats(path.name)
@@ -123,8 +126,10 @@ class _Copy:
 def scan_mcap(path: Path, out=None) -> Scan:  # noqa: ANN001 - out: McapFile | None
     """Everything readable in ``path``; its messages are copied into ``out`` when given
     (whose stats then count them)."""
-    if out is None and (summary := _from_summary_or_none(path)) is not None:
-        return summary
+    if out is None:
+        closed, summary = _closed_summary(path)
+        if closed and (scan := _from_summary(path, summary)) is not None:
+            return scan
     size = path.stat().st_size
     copy = _Copy(path, out)
     good, cut = 0, ""
@@ -154,8 +159,3 @@ def scan_mcap(path: Path, out=None) -> Scan:  # noqa: ANN001 - out: McapFile | N
     stats = out.stats if out is not None else copy.stats
     return Scan(stats, list(copy.topics.values()), cut, size - good if cut else 0)
 
-
-def _from_summary_or_none(path: Path) -> Scan | None:
-    if not mcap_complete(path):
-        return None
-    return _from_summary(path)

@@ -194,9 +194,9 @@ class PolicyNode(LifecycleNode):
                               (self.p["thread_priority"] > 0,
                                lambda: realtime.set_thread_priority(self.p["thread_priority"]))):
             if wanted:
-                msg = apply()
+                applied, msg = apply()
                 log = self.get_logger()
-                (log.warning if "not applied" in msg else log.info)(msg)
+                (log.info if applied else log.warning)(msg)
 
     def on_activate(self, state: State) -> TransitionCallbackReturn:
         self.need_reset = True

@@ -15,23 +15,24 @@ import os
 _MCL_CURRENT, _MCL_FUTURE = 1, 2
 
 
-def set_thread_priority(priority: int) -> str:
-    """SCHED_FIFO at ``priority`` (1-99) for the calling thread; returns what happened."""
+def set_thread_priority(priority: int) -> tuple[bool, str]:
+    """SCHED_FIFO at ``priority`` (1-99) for the calling thread; (applied, what happened)."""
     if not 1 <= priority <= 99:
         raise ValueError(f"thread_priority must be in 1..99 (0: off), got {priority}")
     try:
         os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
     except (PermissionError, OSError) as exc:
-        return (f"thread_priority {priority} not applied ({exc.strerror or exc}): needs root, "
-                "CAP_SYS_NICE or an rtprio limit; running with normal scheduling")
-    return f"control thread at SCHED_FIFO priority {priority}"
+        return False, (f"thread_priority {priority} not applied ({exc.strerror or exc}): "
+                       "needs root, CAP_SYS_NICE or an rtprio limit; running with normal "
+                       "scheduling")
+    return True, f"control thread at SCHED_FIFO priority {priority}"
 
 
-def lock_memory() -> str:
-    """mlockall(MCL_CURRENT | MCL_FUTURE); returns what happened."""
+def lock_memory() -> tuple[bool, str]:
+    """mlockall(MCL_CURRENT | MCL_FUTURE); (applied, what happened)."""
     libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
     if libc.mlockall(_MCL_CURRENT | _MCL_FUTURE) != 0:
         err = ctypes.get_errno()
-        return (f"lock_memory not applied ({os.strerror(err)}): needs root, CAP_IPC_LOCK or "
-                "a memlock limit")
-    return "memory locked (mlockall)"
+        return False, (f"lock_memory not applied ({os.strerror(err)}): needs root, "
+                       "CAP_IPC_LOCK or a memlock limit")
+    return True, "memory locked (mlockall)"
