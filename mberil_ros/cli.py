@@ -16,7 +16,8 @@ from mberil_ros.errors import UserError
 
 # name -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("mberil_ros.sim.demo", "end-to-end demo on the embedded MuJoCo NEXTAGE"),
+    "demo": ("mberil_ros.demo", "end-to-end demo: record, convert, train, evaluate and deploy "
+             "a learned policy on the embedded MuJoCo NEXTAGE"),
     "sim-demo": ("mberil_ros.sim.demo", "run the scripted demonstrators on each task suite"),
     "sim-dataset": ("mberil_ros.sim.dataset_cli",
                     "demonstration dataset straight from the simulator (no ROS)"),

@@ -72,12 +72,23 @@ def _arm(checkpoint: Path) -> str:
 
 def run(args: argparse.Namespace) -> int:
     o = from_mapping(DeployOptions, command_line(DeployOptions, args, "deploy"), "deploy")
+    log_dir = args.log_dir or Path(tempfile.mkdtemp(prefix="mberil-deploy-"))
+    rows, report, interrupted = drive(args.checkpoint, o, log_dir)
+    print(table(rows))
+    print(report.strip() or "policy_node: no statistics (see its log)")
+    print(f"logs in {log_dir}")
+    return 130 if interrupted else 0
+
+
+def drive(checkpoint: Path, o: DeployOptions, log_dir: Path) -> tuple[list[dict], str, bool]:
+    """Run ``o.episodes`` with sim_node + policy_node: (one row per finished episode,
+    policy_node's statistics lines, whether the user interrupted). A node that fails is a
+    UserError naming its log."""
     if o.episodes < 1:
         raise UserError(f"--episodes must be >= 1, got {o.episodes}")
     if not o.real_time_factor > 0:
         raise UserError(f"--real-time-factor must be > 0, got {o.real_time_factor}")
-    arm = _arm(args.checkpoint)
-    log_dir = args.log_dir or Path(tempfile.mkdtemp(prefix="mberil-deploy-"))
+    arm = _arm(checkpoint)
     log_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     procs: dict[str, subprocess.Popen] = {}
@@ -93,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     report = ""
     try:
         policy = start("policy_node", {
-            "checkpoint": str(args.checkpoint), "autostart": True, "use_sim_time": True,
+            "checkpoint": str(checkpoint), "autostart": True, "use_sim_time": True,
             "controller": o.controller, "control_rate": float(o.control_rate)})
         _wait_for(policy, READY, log_dir / "policy_node.log")
         sim = start("sim_node", {"suite": o.suite, "seed": o.seed, "arm": arm,
@@ -118,10 +129,7 @@ def run(args: argparse.Namespace) -> int:
                         f"{log_dir}/policy_node.log")
     if not interrupted and codes.get("sim_node", 0) != 0:
         raise UserError(f"sim_node failed (exit {codes['sim_node']}); see {log_dir}/sim_node.log")
-    print(table(rows))
-    print(report.strip() or "policy_node: no statistics (see its log)")
-    print(f"logs in {log_dir}")
-    return 130 if interrupted else 0
+    return rows, report, interrupted
 
 
 def _wait_for(proc: subprocess.Popen, text: str, log: Path, timeout: float = 120.0) -> None:

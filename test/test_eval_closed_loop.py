@@ -106,3 +106,29 @@ def test_mberil_eval_bad_input_is_one_line(tmp_path, capsys):
     assert main(["eval", "expert", "--suite", "nope"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and "no complete checkpoint" in err[0] and "unknown suite" in err[1]
+
+
+def test_mberil_eval_runs_a_users_layouts(tmp_path, capsys):
+    layouts = tmp_path / "scenes.yaml"
+    layouts.write_text("layouts:\n"
+                       "  - {name: clear, target: [0.40, -0.38, 0.05]}\n"
+                       "  - {name: lefty, arm: left, target: [0.40, 0.38, 0.05]}\n"
+                       "  - name: boxed\n"
+                       "    target: [0.38, -0.32, 0.05]\n"
+                       "    obstacles: [{type: box, position: [0.22, -0.52, -0.04],"
+                       " size: [0.05, 0.05, 0.12]}]\n")
+    out = tmp_path / "r.json"
+    assert main(["eval", "expert", "--layouts", str(layouts), "--baselines", "--workers", "1",
+                 "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["layouts"] == str(layouts)
+    by = {r["controller"]: r for r in report["results"]}
+    # the right-arm layouts (0 and 2), once each; the expert reaches, holding still does not
+    assert [e["seed"] for e in by["expert"]["episodes"]] == [0, 2]
+    assert by["expert"]["summary"]["success"] == 1.0
+    assert by["hold"]["summary"]["success"] == 0.0
+    assert main(["eval", "expert", "--layouts", str(layouts), "--suite", "train"]) == 2
+    assert main(["eval", "expert", "--layouts", str(layouts), "--arm", "both"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-2].endswith("--layouts and --suite exclude each other")
+    assert "no layout for arm 'both'" in err[-1]

@@ -19,7 +19,7 @@ def test_sim_demo_prints_table_and_plot(tmp_path, capsys):
 def test_demo_with_layouts(tmp_path, capsys):
     f = tmp_path / "l.yaml"
     f.write_text("layouts:\n  - {name: a, target: [0.38, -0.25, 0.06]}\n")
-    assert main(["demo", "--layouts", str(f), "--demonstrators", "expert"]) == 0
+    assert main(["sim-demo", "--layouts", str(f), "--demonstrators", "expert"]) == 0
     out = capsys.readouterr().out
     assert "layouts:right" in out and "1.00" in out
 
@@ -42,7 +42,7 @@ def test_bad_input_is_one_line_exit_2(capsys, argv, needle):
 def test_broken_urdf_content(tmp_path, capsys):
     bad = tmp_path / "broken.urdf"
     bad.write_text("<robot name='x'><link name='WAIST'/></robot>")
-    assert main(["demo", "--urdf", str(bad), "--episodes", "1"]) == 2
+    assert main(["sim-demo", "--urdf", str(bad), "--episodes", "1"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "broken.urdf" in err
 
@@ -50,7 +50,7 @@ def test_broken_urdf_content(tmp_path, capsys):
 def test_bad_layouts_file(tmp_path, capsys):
     f = tmp_path / "l.yaml"
     f.write_text("layouts: [{target: [1, 2]}]\n")
-    assert main(["demo", "--layouts", str(f)]) == 2
+    assert main(["sim-demo", "--layouts", str(f)]) == 2
     err = capsys.readouterr().err
     assert "l.yaml" in err and "layouts[0].target" in err
 

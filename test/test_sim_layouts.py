@@ -68,3 +68,23 @@ def test_bad_layouts_name_file_and_field(tmp_path, body, field):
 def test_missing_file(tmp_path):
     with pytest.raises(UserError, match="cannot read"):
         load_layouts(tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize("target,obstacle,needle", [
+    ([0.90, -0.25, 0.06], None, "layouts[0].target: [0.9, -0.25, 0.06] is out of the right"),
+    ([0.38, -0.25, -0.20], None, "layouts[0].target: z -0.200 is under the table"),
+    ([0.38, -0.25, 0.06], "{type: box, position: [0.25, -0.16, 0.05], size: [0.2, 0.2, 0.2]}",
+     "layouts[0].obstacles[0]: overlaps the arm at its start pose"),
+    ([0.38, -0.40, 0.02], "{type: sphere, position: [0.38, -0.40, 0.02], radius: 0.03}",
+     "layouts[0].obstacles[0]: covers the right target"),
+])
+def test_layouts_the_arm_cannot_fairly_run_are_one_line_errors(tmp_path, target, obstacle,
+                                                                needle):
+    f = tmp_path / "scene.yaml"
+    obstacles = f"\n    obstacles: [{obstacle}]" if obstacle else ""
+    f.write_text(f"layouts:\n  - target: {target}{obstacles}\n")
+    with pytest.raises(UserError) as err:
+        load_layouts(f)
+    assert str(err.value) == f"{f}: {needle}" or str(err.value).startswith(f"{f}: {needle}")
+    assert "\n" not in str(err.value)
+    assert load_layouts(f, check=False)  # the file itself is well-formed

@@ -1,4 +1,5 @@
-"""`mberil eval CHECKPOINT --suite S --episodes N --seed K [--json OUT] [--plot DIR]`.
+"""`mberil eval CHECKPOINT --suite S --episodes N --seed K [--json OUT] [--plot DIR]`, or
+`mberil eval CHECKPOINT --layouts FILE.yaml`: every layout a user wrote, once.
 
 Runs the checkpoint closed loop in the in-process simulator through the policy runtime (the
 ROS policy node's runtime), episodes spread over worker processes, and prints success,
@@ -26,7 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "examples:\n"
         "  mberil eval runs/bc-mlp-20261129-120000 --suite train --episodes 100\n"
         "  mberil eval runs/RUN/checkpoints/best --suite all --baselines --json eval.json\n"
-        "  mberil eval expert --suite heldout_obstacles --episodes 50")
+        "  mberil eval expert --suite heldout_obstacles --episodes 50\n"
+        "  mberil eval runs/RUN --layouts my_scenes.yaml --baselines")
     parser.add_argument("checkpoint", help="checkpoint folder, run folder, 'expert' or 'hold'")
     parser.add_argument("--suite", action="append", metavar="NAME",
                         help="task suite (repeatable, or 'all'; default train)")
@@ -36,6 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--arm", default="right", help="right | left | both (right)")
     parser.add_argument("--workers", type=int, default=0,
                         help="worker processes (0: one per CPU core)")
+    parser.add_argument("--layouts", metavar="FILE.yaml",
+                        help="run every layout of this file (docs/task.md) for --arm once, "
+                        "instead of sampled suites")
     parser.add_argument("--baselines", action="store_true",
                         help="also run the scripted expert and a hold-still policy")
     parser.add_argument("--json", metavar="OUT.json", help="write the summary and every episode")
@@ -62,7 +67,21 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--episodes must be >= 1, got {args.episodes}")
     if args.seed < 0:
         raise UserError(f"--seed must be >= 0, got {args.seed}")
-    suites = _suites(args.suite)
+    layouts = args.layouts
+    if layouts:
+        if args.suite:
+            raise UserError("--layouts and --suite exclude each other")
+        from mberil_ros.sim.layouts import load_layouts
+
+        episodes = load_layouts(layouts)
+        suites = ["layouts"]
+        seeds = [i for i, e in enumerate(episodes) if e.arm == args.arm]
+        if not seeds:
+            raise UserError(f"{layouts}: no layout for arm {args.arm!r} (set --arm or the "
+                            f"layouts' arm:)")
+    else:
+        suites = _suites(args.suite)
+        seeds = [EVAL_SEED_BASE + args.seed + i for i in range(args.episodes)]
     specs = [args.checkpoint] + (list(BASELINES) if args.baselines else [])
     if args.checkpoint not in BASELINES:
         from mberil_ros.algos.checkpoint import resolve
@@ -71,24 +90,26 @@ def run(args: argparse.Namespace) -> int:
         from mberil_ros.eval.closed_loop import RuntimeController
         from mberil_ros.sim.task import ReachingTask
 
-        print(RuntimeController.load(specs[0], ReachingTask(suites[0], args.arm)).runtime.summary)
-    seeds = [EVAL_SEED_BASE + args.seed + i for i in range(args.episodes)]
+        print(RuntimeController.load(specs[0], ReachingTask("train", args.arm)).runtime.summary)
     keep = 3 if args.plot else 0
     report: dict = {"seeds": [seeds[0], seeds[-1]], "results": []}
+    if layouts:
+        report["layouts"] = str(layouts)
     rows = []
     with tqdm(total=len(specs) * len(suites) * len(seeds), desc="episodes", unit="ep",
               ncols=90) as bar, Evaluator(args.workers or os.cpu_count()) as evaluator:
         for spec in dict.fromkeys(specs):
             for suite in suites:
                 results = evaluator.run(spec, suite, seeds, arm=args.arm, keep_paths=keep,
-                                        progress=bar.update)
+                                        progress=bar.update, layouts=layouts)
                 summary = summarize(results)
                 rows.append((spec if spec in BASELINES else "policy", suite, summary))
                 report["results"].append({"controller": spec, "suite": suite,
                                           "summary": summary,
                                           "episodes": [r.__dict__ for r in results]})
                 if args.plot:
-                    _plot(Path(args.plot), spec, suite, args.arm, results[:keep])
+                    _plot(Path(args.plot), spec, suite, args.arm, results[:keep],
+                          episodes if layouts else None)
     print(format_table(rows))
     if args.json:
         out = Path(args.json)
@@ -111,17 +132,18 @@ def format_table(rows: list[tuple[str, str, dict]]) -> str:
     return text_table(header, body)
 
 
-def _plot(folder: Path, spec: str, suite: str, arm: str, results: list) -> None:
+def _plot(folder: Path, spec: str, suite: str, arm: str, results: list,
+          layouts: list | None = None) -> None:
     import numpy as np
 
     from mberil_ros.sim.plot import plot_episode
     from mberil_ros.sim.task import ReachingTask
 
     folder.mkdir(parents=True, exist_ok=True)
-    task = ReachingTask(suite, arm)
+    task = ReachingTask("train" if layouts else suite, arm)
     name = spec if spec in BASELINES else "policy"
     for r in results:
-        task.reset(seed=r.seed)
+        task.reset(seed=r.seed, layout=layouts[r.seed] if layouts else None)
         hand = task.obs_layout.hands[0]
         plot_episode(folder / f"{name}-{suite}-{r.seed}.png", {hand: np.asarray(r.hand_path)},
                      dict(task.episode.targets), task.obstacles,

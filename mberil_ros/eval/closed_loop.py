@@ -111,9 +111,10 @@ class EpisodeResult:
     hand_path: list[list[float]] = field(default_factory=list)  # kept only when asked
 
 
-def run_episode(task: Any, controller: Controller, seed: int, keep_path: bool = False
-                ) -> EpisodeResult:
-    task.reset(seed=seed)
+def run_episode(task: Any, controller: Controller, seed: int, keep_path: bool = False,
+                layout: Any = None) -> EpisodeResult:
+    """One episode from layout seed ``seed``, or of ``layout`` (an Episode) when given."""
+    task.reset(seed=seed, layout=layout)
     controller.start(task, seed)
     obs = task.observation()
     hand = task.obs_layout.hands[0]
@@ -162,16 +163,26 @@ def _init_worker() -> None:
     torch.set_num_threads(1)  # one episode per process: threads would only contend
 
 
-def _run_seeds(spec: str, suite: str, arm: str, seeds: list[int], keep: frozenset[int]
-               ) -> list[dict[str, Any]]:
-    key = (spec, suite, arm)
+def _run_seeds(spec: str, suite: str, arm: str, seeds: list[int], keep: frozenset[int],
+               layouts: str | None = None) -> list[dict[str, Any]]:
+    key = (spec, suite, arm, layouts)
     if key not in _cache:  # a worker keeps its tasks and loaded policies between chunks
+        from mberil_ros.sim.layouts import load_layouts
         from mberil_ros.sim.task import ReachingTask
 
-        task = ReachingTask(suite, arm)
-        _cache[key] = (task, make_controller(spec, task))
-    task, controller = _cache[key]
-    return [asdict(run_episode(task, controller, s, s in keep)) for s in seeds]
+        if layouts:  # user layouts: "seeds" index the file's layouts (checked by the caller);
+            # they belong to no suite, so they get the longest suite time limit
+            from mberil_ros.sim.suites import SUITES
+
+            limit = max(s.time_limit for s in SUITES.values())
+            task = ReachingTask("train", arm, time_limit=limit)
+            episodes = load_layouts(layouts, check=False)
+        else:
+            task, episodes = ReachingTask(suite, arm), None
+        _cache[key] = (task, make_controller(spec, task), episodes)
+    task, controller, episodes = _cache[key]
+    return [asdict(run_episode(task, controller, s, s in keep,
+                               episodes[s] if episodes else None)) for s in seeds]
 
 
 class Evaluator:
@@ -196,20 +207,22 @@ class Evaluator:
             self.pool.shutdown(cancel_futures=True)
 
     def run(self, spec: str, suite: str, seeds: list[int], *, arm: str = "right",
-            keep_paths: int = 0, progress: Any = None) -> list[EpisodeResult]:
-        """``spec`` (a checkpoint, 'expert' or 'hold') on ``seeds`` of ``suite``, in seed
-        order; ``progress(n)`` is called as chunks finish."""
+            keep_paths: int = 0, progress: Any = None, layouts: str | None = None
+            ) -> list[EpisodeResult]:
+        """``spec`` (a checkpoint, 'expert' or 'hold') on ``seeds`` of ``suite`` (with
+        ``layouts``, a layouts YAML: on the layouts of these indices), in seed order;
+        ``progress(n)`` is called as chunks finish."""
         keep = frozenset(seeds[:keep_paths])
         if self.pool is None:
             out = []
             for s in seeds:
-                out += _run_seeds(spec, suite, arm, [s], keep)
+                out += _run_seeds(spec, suite, arm, [s], keep, layouts)
                 if progress:
                     progress(1)
         else:
             out = []
-            futures = [self.pool.submit(_run_seeds, spec, suite, arm, seeds[i:i + 4], keep)
-                       for i in range(0, len(seeds), 4)]
+            futures = [self.pool.submit(_run_seeds, spec, suite, arm, seeds[i:i + 4], keep,
+                                        layouts) for i in range(0, len(seeds), 4)]
             for f in as_completed(futures):
                 part = f.result()
                 out += part

@@ -1,4 +1,4 @@
-"""`mberil sim-demo` / `mberil demo`: run the scripted demonstrators on each task suite and
+"""`mberil sim-demo`: run the scripted demonstrators on each task suite and
 print success rate, mean time to success and collisions per demonstrator x suite."""
 
 from __future__ import annotations

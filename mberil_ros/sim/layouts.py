@@ -97,9 +97,25 @@ def _layout(item, i: int) -> Episode:
                    suite="layouts")
 
 
-def load_layouts(path: str | Path) -> list[Episode]:
-    """Read a layouts YAML file; raise UserError naming the file and field on bad content."""
-    path = Path(path)
+def load_layouts(path: str | Path, check: bool = True) -> list[Episode]:
+    """Read a layouts YAML file; raise UserError naming the file and field on bad content.
+    ``check`` also rejects layouts the arm cannot fairly run (``ReachingTask.layout_problem``:
+    an unreachable target, an obstacle overlapping the start pose, ...)."""
+    episodes = _read_layouts(Path(path))
+    if check:
+        from mberil_ros.sim.task import ReachingTask
+
+        tasks: dict[str, ReachingTask] = {}
+        for i, episode in enumerate(episodes):
+            task = tasks.get(episode.arm) or tasks.setdefault(
+                episode.arm, ReachingTask("train", episode.arm))
+            problem = task.layout_problem(episode)
+            if problem:
+                raise UserError(f"{path}: layouts[{i}].{problem}")
+    return episodes
+
+
+def _read_layouts(path: Path) -> list[Episode]:
     try:
         data = yaml.safe_load(path.read_text())
     except OSError as exc:

@@ -21,6 +21,7 @@ from mberil_ros.sim import spaces
 from mberil_ros.sim.model import (
     HAND_SITES,
     INIT_RTM,
+    TABLE_TOP_Z,
     TARGET_BODIES,
     joint_table,
     load_model,
@@ -28,9 +29,9 @@ from mberil_ros.sim.model import (
     urdf_velocity_limits,
 )
 from mberil_ros.sim.observation import build_observation
-from mberil_ros.sim.scene import Episode, Obstacle
+from mberil_ros.sim.scene import Episode, Obstacle, point_obstacle_distance
 from mberil_ros.sim.spaces import ALL_JOINTS, MAX_OBSTACLES
-from mberil_ros.sim.suites import SUITES, sample_episode
+from mberil_ros.sim.suites import SUITES, reachable, sample_episode
 
 
 def configure_obstacles(model: mujoco.MjModel, data: mujoco.MjData,
@@ -133,6 +134,29 @@ class ReachingTask:
         self._collision = self._find_collision()
         self._success = False
         return self.observation()
+
+    def layout_problem(self, layout: Episode) -> str | None:
+        """Why ``layout`` cannot be a fair episode of this task (field: reason), or None:
+        a target out of the arm's comfortable reach or under the table, an obstacle that
+        overlaps the arm at its start pose or covers a target, an arm that starts in
+        collision with itself or the table."""
+        for side, target in layout.targets.items():
+            t = np.asarray(target, dtype=float)
+            right = t * (1.0, -1.0, 1.0) if side == "left" else t
+            if not reachable(right):
+                return (f"target: {[round(float(v), 3) for v in t]} is out of the {side} arm's "
+                        f"comfortable reach")
+            if t[2] < TABLE_TOP_Z:
+                return f"target: z {t[2]:.3f} is under the table top ({TABLE_TOP_Z} m)"
+        if self._clearance(layout.initial_joints, None) <= 0.0:
+            return "initial_joints: the arm starts in collision with itself or the table"
+        for k, ob in enumerate(layout.obstacles):
+            if self._clearance(layout.initial_joints, ob) <= 0.0:
+                return f"obstacles[{k}]: overlaps the arm at its start pose"
+            for side, target in layout.targets.items():
+                if point_obstacle_distance(np.asarray(target, dtype=float), ob) <= 0.0:
+                    return f"obstacles[{k}]: covers the {side} target"
+        return None
 
     def _initial_q(self, joints: Mapping[str, float]) -> np.ndarray:
         q = np.array([float(joints.get(n, INIT_RTM[n])) for n in ALL_JOINTS])
