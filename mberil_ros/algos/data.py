@@ -132,7 +132,10 @@ class EpisodeSet:
 class OfflineData:
     """The training data pipeline: ``OfflineData(dataset_or_path, DataConfig())``."""
 
-    def __init__(self, dataset: Dataset | str | Path, cfg: DataConfig | None = None) -> None:
+    def __init__(self, dataset: Dataset | str | Path, cfg: DataConfig | None = None, *,
+                 codec: PolicyCodec | None = None, evaluate_all: bool = False) -> None:
+        """``codec`` (a trained policy's) replaces the one fitted on the training split;
+        ``evaluate_all`` puts every episode in the validation split (a test set)."""
         self.cfg = cfg or DataConfig()
         self.dataset = dataset if isinstance(dataset, Dataset) else Dataset(dataset)
         ds = self.dataset
@@ -150,14 +153,14 @@ class OfflineData:
             raise UserError(f"{self.name}: unknown episode label(s) {bad}")
         if "expert" not in labels:
             raise UserError(f"{self.name}: no expert episodes (label 'expert') to imitate")
-        train, val = self._split(labels)
+        train, val = ([], list(range(len(labels)))) if evaluate_all else self._split(labels)
         self.qidx = joint_position_index(self.state_names, self.joint_names)
         # what a dynamics model predicts: the controlled joints' positions and velocities
         vel = [f"{j}.vel" for j in self.joint_names]
         self.dynamic_dims = self.qidx.tolist() + [self.state_names.index(v) for v in vel
                                                   if v in self.state_names]
         # statistics of the training split only: held-out episodes never leak into them
-        self.codec = PolicyCodec.fit(
+        self.codec = codec or PolicyCodec.fit(
             [(e.observation, e.action) for e in map(ds.episode, train)], self.qidx,
             self.cfg.action_repr, self.cfg.obs_min_std, self.cfg.act_margin)
         cut = self.cfg.max_seq_len
@@ -213,8 +216,9 @@ class OfflineData:
                    if m["demonstrator"] == "expert" and m.get("success") is not False) / total
 
     def train_observations(self) -> np.ndarray:
-        """Raw observations of every valid step of the training split (feature statistics)."""
-        t = self.train
+        """Raw observations of every valid step of the training split (feature statistics;
+        with ``evaluate_all``, of the test set: a checkpoint's own statistics replace them)."""
+        t = self.train if self.train.count("all") else self.val
         valid = torch.arange(t.obs.shape[1])[None] < t.length[:, None]
         c = self.codec
         return t.obs[valid].numpy() * c.obs_scale + c.obs_mean

@@ -41,6 +41,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--layouts", metavar="FILE.yaml",
                         help="run every layout of this file (docs/task.md) for --arm once, "
                         "instead of sampled suites")
+    parser.add_argument("--nll", action="append", default=[], metavar="DATASET",
+                        help="also the checkpoint's offline NLL_pi / NLL_m on every episode "
+                        "of DATASET (e.g. expert demonstrations of a held-out suite; "
+                        "repeatable)")
     parser.add_argument("--baselines", action="store_true",
                         help="also run the scripted expert and a hold-still policy")
     parser.add_argument("--json", metavar="OUT.json", help="write the summary and every episode")
@@ -93,6 +97,17 @@ def run(args: argparse.Namespace) -> int:
         print(RuntimeController.load(specs[0], ReachingTask("train", args.arm)).runtime.summary)
     keep = 3 if args.plot else 0
     report: dict = {"seeds": [seeds[0], seeds[-1]], "results": []}
+    if args.nll:  # first: a bad dataset fails before any episode runs
+        if args.checkpoint in BASELINES:
+            raise UserError(f"--nll needs a checkpoint, not {args.checkpoint!r}")
+        from mberil_ros.eval.offline_nll import checkpoint_nll
+
+        report["offline_nll"] = {}
+        for dataset in args.nll:
+            nll = checkpoint_nll(specs[0], dataset)
+            report["offline_nll"][dataset] = nll
+            shown = ", ".join(f"{k} {nll[k]:.3f}" for k in ("nll_pi", "nll_m") if k in nll)
+            print(f"offline NLL on {dataset}: {shown}")
     if layouts:
         report["layouts"] = str(layouts)
     rows = []
