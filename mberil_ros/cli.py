@@ -27,6 +27,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "bag": ("mberil_ros.data.bag_cli", "rosbag2 repair: `mberil bag reindex BAG` recovers an "
             "interrupted recording"),
     "eval": ("mberil_ros.eval.cli", "run a checkpoint closed loop in the simulator"),
+    "compare": ("mberil_ros.compare", "train and evaluate every method x input x dataset x "
+                "seed of config/compare.yaml; the results table"),
     "deploy": ("mberil_ros.deploy", "a checkpoint drives the MuJoCo NEXTAGE over ROS topics "
                "(sim_node + policy_node)"),
 }

@@ -1,0 +1,247 @@
+"""`mberil compare --config config/compare.yaml`: the comparison behind the results table.
+
+    datasets  `mberil sim-dataset` for each dataset of the config and an expert-only test set
+              per held-out suite (made once, skipped when present)
+    jobs      method x policy input x dataset x seed (+ the alpha ablation): `mberil train`,
+              then `mberil eval` of the run's `best` checkpoint on every suite, with the
+              offline NLLs on the test sets; each job is its own process
+    report    results.md (mean +- std over seeds), results.json, plots/, commands.txt
+
+A job is done when its eval.json exists; a training that was interrupted is resumed. With
+--shard K/N a machine runs every N-th job from the K-th (share OUTPUT between machines, run
+the report with --report-only once all are done); --device puts a shard on one GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from mberil_ros.errors import UserError
+from mberil_ros.paths import config_file
+from mberil_ros.settings import from_mapping, read_yaml, setting
+
+
+@dataclass
+class CompareConfig:
+    """config/compare.yaml (every key documented there)."""
+
+    output: str = setting("results/compare", "folder for datasets, jobs and the report")
+    seeds: list = setting([0], "training seeds")
+    datasets: dict = setting({}, "name: sim-dataset settings")
+    test: dict = setting({}, "held-out test sets for offline NLL")
+    methods: dict = setting({}, "name: {config, overrides}")
+    policy_inputs: list = setting(["state"], "policy inputs")
+    alpha_ablation: list = setting([], "datasets with alpha 0 too")
+    train: list = setting([], "overrides for every training")
+    eval_episodes: int = setting(100, "closed-loop episodes per suite")
+
+
+@dataclass
+class Job:
+    dataset: str
+    method: str
+    inputs: str
+    seed: int
+    alpha0: bool = False  # the alpha ablation: alpha forced to 0
+
+    @property
+    def group(self) -> str:
+        return f"{self.method}-{self.inputs}" + ("-alpha0" if self.alpha0 else "")
+
+    @property
+    def key(self) -> str:
+        return f"{self.dataset}/{self.group}/seed{self.seed}"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, default=None,
+                        help="comparison YAML (default: the package's config/compare.yaml)")
+    parser.add_argument("--jobs", type=int, default=1, help="jobs run at once (default 1)")
+    parser.add_argument("--shard", default="0/1", metavar="K/N",
+                        help="run only jobs K, K+N, K+2N, ... (default 0/1: all)")
+    parser.add_argument("--only", action="append", default=[], metavar="TEXT",
+                        help="run only jobs whose name (DATASET/METHOD-INPUT/seedS) contains "
+                        "TEXT (repeatable: any of them)")
+    parser.add_argument("--device", help="training device of this shard, e.g. cuda:1")
+    parser.add_argument("--launcher", default="", metavar="CMD",
+                        help="prefix of each training, e.g. 'torchrun --nproc_per_node=2' "
+                        "(DDP over a machine's GPUs)")
+    parser.add_argument("--dry-run", action="store_true", help="print the commands only")
+    parser.add_argument("--report-only", action="store_true",
+                        help="only gather the finished jobs into the report")
+
+
+def load_config(path: Path) -> CompareConfig:
+    cfg = from_mapping(CompareConfig, read_yaml(path), source=path)
+    if not cfg.datasets or not cfg.methods or not cfg.seeds:
+        raise UserError(f"{path}: datasets, methods and seeds must not be empty")
+    for name, m in cfg.methods.items():
+        if not isinstance(m, dict) or "config" not in m or set(m) - {"config", "overrides"}:
+            raise UserError(f"{path}: methods.{name}: expected {{config: YAML, overrides: "
+                            f"[...]}}")
+    for name, d in cfg.datasets.items():
+        unknown = set(d) - {"expert", "suboptimal", "expert_fraction", "seed"}
+        if not isinstance(d, dict) or "expert" not in d or unknown:
+            raise UserError(f"{path}: datasets.{name}: expected expert, suboptimal, "
+                            f"expert_fraction, seed")
+    missing = sorted(set(cfg.alpha_ablation) - set(cfg.datasets))
+    if missing:
+        raise UserError(f"{path}: alpha_ablation: unknown datasets {missing}")
+    return cfg
+
+
+def all_jobs(cfg: CompareConfig) -> list[Job]:
+    jobs = []
+    for dataset in cfg.datasets:
+        for method, m in cfg.methods.items():
+            mberil = "bc" not in Path(m["config"]).stem
+            for inputs in cfg.policy_inputs:
+                for seed in cfg.seeds:
+                    jobs.append(Job(dataset, method, inputs, int(seed)))
+                    if mberil and dataset in cfg.alpha_ablation:
+                        jobs.append(Job(dataset, method, inputs, int(seed), alpha0=True))
+    return jobs
+
+
+def _mberil(*argv: str) -> list[str]:
+    return [sys.executable, "-m", "mberil_ros.cli", *argv]
+
+
+def _yaml(name: str) -> str:
+    path = Path(name)
+    return str(path if path.is_file() else config_file(name))
+
+
+class Plan:
+    """Paths and command lines of one comparison."""
+
+    def __init__(self, cfg: CompareConfig, args: argparse.Namespace) -> None:
+        self.cfg, self.args = cfg, args
+        self.out = Path(cfg.output)
+
+    def dataset(self, name: str) -> Path:
+        return self.out / "datasets" / name
+
+    def test_sets(self) -> list[Path]:
+        return [self.out / "test" / s for s in self.cfg.test.get("suites", [])]
+
+    def dataset_commands(self) -> list[tuple[Path, list[str]]]:
+        out = []
+        for name, d in self.cfg.datasets.items():
+            out.append((self.dataset(name), _mberil(
+                "sim-dataset", str(self.dataset(name)), "--expert", str(d["expert"]),
+                "--suboptimal", str(d.get("suboptimal", 0)), "--expert-fraction",
+                str(d.get("expert_fraction", 0.0)), "--seed", str(d.get("seed", 0)))))
+        t = self.cfg.test
+        for path in self.test_sets():
+            out.append((path, _mberil(
+                "sim-dataset", str(path), "--expert", str(t.get("episodes", 100)),
+                "--suboptimal", "0", "--suite", path.name, "--seed", str(t.get("seed", 900000)))))
+        return out
+
+    def job_dir(self, job: Job) -> Path:
+        return self.out / "jobs" / job.key
+
+    def train_command(self, job: Job) -> list[str]:
+        m = self.cfg.methods[job.method]
+        run = self.job_dir(job) / "run"
+        overrides = [f"dataset={self.dataset(job.dataset)}", f"output_dir={run.parent}",
+                     "name=run", f"seed={job.seed}", *self.cfg.train, *m.get("overrides", []),
+                     f"algo.network.policy_inputs={job.inputs}"]
+        if job.alpha0:
+            overrides.append("algo.alpha=0.0")
+        if self.args.device:
+            overrides.append(f"device={self.args.device}")
+        prefix = shlex.split(self.args.launcher)
+        if (run / "checkpoints" / "last").exists():
+            argv = ["train", "--resume", str(run)]
+        else:
+            argv = ["train", "--config", _yaml(m["config"]), *overrides]
+        if prefix:
+            return [*prefix, "-m", "mberil_ros.cli", *argv]
+        return _mberil(*argv)
+
+    def eval_command(self, job: Job) -> list[str]:
+        nll = [a for p in self.test_sets() for a in ("--nll", str(p))]
+        return _mberil("eval", str(self.job_dir(job) / "run" / "checkpoints" / "best"),
+                       "--suite", "all", "--episodes", str(self.cfg.eval_episodes),
+                       "--workers", "1", *nll, "--json", str(self.job_dir(job) / "eval.json"))
+
+
+def _run_logged(argv: list[str], log: Path) -> None:
+    with log.open("a") as f:
+        f.write(f"$ {shlex.join(argv)}\n")
+        f.flush()
+        code = subprocess.call(argv, stdout=f, stderr=subprocess.STDOUT,
+                               env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    if code != 0:
+        raise UserError(f"`{shlex.join(argv[2:6])} ...` failed (exit {code}); see {log}")
+
+
+def run_job(plan: Plan, job: Job) -> str:
+    folder = plan.job_dir(job)
+    folder.mkdir(parents=True, exist_ok=True)
+    if not (folder / "train.done").exists():
+        _run_logged(plan.train_command(job), folder / "train.log")
+        (folder / "train.done").touch()
+    _run_logged(plan.eval_command(job), folder / "eval.log")
+    return job.key
+
+
+def _shard(text: str) -> tuple[int, int]:
+    try:
+        k, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise UserError(f"--shard: expected K/N, got {text!r}") from None
+    if not 0 <= k < n:
+        raise UserError(f"--shard: need 0 <= K < N, got {text!r}")
+    return k, n
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from mberil_ros.compare_report import write_report
+
+    path = args.config or config_file("compare.yaml")
+    cfg = load_config(path)
+    k, n = _shard(args.shard)
+    if args.jobs < 1:
+        raise UserError(f"--jobs must be >= 1, got {args.jobs}")
+    plan = Plan(cfg, args)
+    jobs = [j for i, j in enumerate(all_jobs(cfg)) if i % n == k
+            and (not args.only or any(t in j.key for t in args.only))]
+    todo = [j for j in jobs if not (plan.job_dir(j) / "eval.json").exists()]
+    if args.dry_run:
+        for dest, argv in plan.dataset_commands():
+            print(("# exists: " if dest.exists() else "") + shlex.join(argv))
+        for j in todo:
+            print(shlex.join(plan.train_command(j)) + "\n" + shlex.join(plan.eval_command(j)))
+        print(f"# {len(todo)} of {len(jobs)} jobs to run")
+        return 0
+    if not args.report_only:
+        plan.out.mkdir(parents=True, exist_ok=True)
+        for dest, argv in plan.dataset_commands():
+            if not (dest / "meta" / "info.json").exists():
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                print(f"making {dest} ...", flush=True)
+                _run_logged(argv + ["--overwrite"], dest.parent / f"{dest.name}.log")
+        print(f"{len(todo)} of {len(jobs)} jobs to run, {args.jobs} at once; logs in "
+              f"{plan.out / 'jobs'}/*/*/*/", flush=True)
+        started = time.monotonic()
+        with ThreadPoolExecutor(args.jobs) as pool, tqdm(total=len(todo), unit="job") as bar:
+            for key in pool.map(lambda j: run_job(plan, j), todo):
+                bar.set_postfix_str(key)
+                bar.update(1)
+        print(f"jobs done in {time.monotonic() - started:.0f} s")
+    report = write_report(plan, all_jobs(cfg), path)
+    print(report.read_text())
+    return 0

@@ -1,0 +1,131 @@
+"""`mberil compare`'s report: results.md (mean +- std over seeds), results.json, plots and
+commands.txt, gathered from the finished jobs' eval.json files (nothing is computed here
+but means and standard deviations)."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SUITES = ("train", "heldout_init", "heldout_obstacles")
+
+
+def _commit() -> str:
+    root = Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--",
+                                "mberil_ros", "config"], capture_output=True, text=True,
+                               check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+    return head + (" (with uncommitted changes)" if dirty else "")
+
+
+def job_numbers(eval_json: Path) -> dict[str, float]:
+    """success per suite and offline NLLs per test set of one job's eval.json."""
+    report = json.loads(eval_json.read_text())
+    out = {f"success/{r['suite']}": r["summary"]["success"] for r in report["results"]
+           if r["controller"] not in ("expert", "hold")}
+    for dataset, nll in report.get("offline_nll", {}).items():
+        test = Path(dataset).name
+        for key in ("nll_pi", "nll_m"):
+            if key in nll:
+                out[f"{key}/{test}"] = nll[key]
+    return out
+
+
+def _cell(values: list[float], digits: int) -> str:
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{np.mean(values):.{digits}f} ± {np.std(values, ddof=1):.{digits}f}"
+
+
+def write_report(plan: Any, jobs: list[Any], config_path: Path) -> Path:
+    """Write OUT/results.md, results.json, commands.txt and plots/success.png; returns the
+    markdown file. Unfinished jobs are listed as missing."""
+    groups: dict[tuple[str, str], dict[str, list[float]]] = {}
+    per_job, missing = {}, []
+    for job in jobs:
+        path = plan.job_dir(job) / "eval.json"
+        if not path.exists():
+            missing.append(job.key)
+            continue
+        numbers = job_numbers(path)
+        per_job[job.key] = numbers
+        group = groups.setdefault((job.dataset, job.group), {})
+        for k, v in numbers.items():
+            group.setdefault(k, []).append(v)
+    tests = [p.name for p in plan.test_sets()]
+    header = (["dataset", "method", "seeds"] + [f"success {s}" for s in SUITES]
+              + [f"NLL_pi {t}" for t in tests] + [f"NLL_m {t}" for t in tests])
+    lines = [f"# mberil compare: {config_path}", "",
+             f"Commit {_commit()}; command `mberil compare --config {config_path}`. "
+             "Success: closed loop on fresh layouts (`best` checkpoints, chosen on validation "
+             "layouts of the train suite); NLL on expert demonstrations of the held-out "
+             "suites (lower is better). Mean ± std over seeds.", "",
+             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for (dataset, group), values in sorted(groups.items()):
+        seeds = len(next(iter(values.values()), []))
+        row = ([dataset, group, str(seeds)]
+               + [_cell(values.get(f"success/{s}", []), 2) for s in SUITES]
+               + [_cell(values.get(f"nll_pi/{t}", []), 2) for t in tests]
+               + [_cell(values.get(f"nll_m/{t}", []), 2) for t in tests])
+        lines.append("| " + " | ".join(row) + " |")
+    if missing:
+        lines += ["", f"Not finished ({len(missing)}): " + ", ".join(missing)]
+    out = plan.out
+    out.mkdir(parents=True, exist_ok=True)
+    commands = [shlex.join(argv) for _, argv in plan.dataset_commands()]
+    for job in jobs:
+        commands += [shlex.join(plan.train_command(job)), shlex.join(plan.eval_command(job))]
+    _write(out / "commands.txt", "\n".join(commands) + "\n")
+    _write(out / "results.json", json.dumps(
+        {"commit": _commit(), "config": str(config_path), "jobs": per_job,
+         "missing": missing}, indent=1))
+    if groups:
+        _plot(out / "plots" / "success.png", groups)
+    md = out / "results.md"
+    _write(md, "\n".join(lines) + "\n")
+    return md
+
+
+def _write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def _plot(path: Path, groups: dict[tuple[str, str], dict[str, list[float]]]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    keys = sorted(groups)
+    fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(keys)), 4.5))
+    width = 0.8 / len(SUITES)
+    for k, suite in enumerate(SUITES):
+        means = [np.mean(groups[g].get(f"success/{suite}", [0.0])) for g in keys]
+        errs = [np.std(groups[g].get(f"success/{suite}", [0.0])) for g in keys]
+        ax.bar([i + k * width for i in range(len(keys))], means, width, yerr=errs,
+               label=suite, capsize=2)
+    ax.set_xticks([i + width for i in range(len(keys))], [f"{d}\n{g}" for d, g in keys],
+                  rotation=60, ha="right", fontsize=7)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("success (closed loop)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.savefig(tmp, dpi=90)
+    plt.close(fig)
+    tmp.replace(path)
