@@ -1,12 +1,12 @@
 """`mberil demo`: the whole pipeline on the embedded MuJoCo NEXTAGE, stage by stage.
 
     record   sim_node + demonstrator_node + recorder_node over DDS -> OUT/bags/demos
-    convert  the bag -> OUT/dataset
+    convert  the bag -> OUT/dataset (without rclpy: `mberil sim-dataset`, the same episodes)
     train    Mamba Offline-MB-ERIL (config/demo.yaml) -> OUT/runs/mberil-mamba
     eval     the learned policy, the scripted expert and hold-still, closed loop in-process,
              on every suite (fresh layouts) -> OUT/eval.json, OUT/plots/trajectories/
     deploy   the learned policy drives sim_node through policy_node over DDS for a few
-             episodes (skipped with a reason when rclpy is not importable)
+             episodes (skipped, with the reason, without rclpy)
     report   table, OUT/report.json, OUT/plots/*.png
 
 Each stage runs the same code as its own command (`mberil record`, `convert`, `train`,
@@ -33,6 +33,8 @@ from mberil_ros.paths import config_file
 from mberil_ros.settings import command_line, defaults, descriptions, from_mapping, setting
 
 STAGES = ("record", "convert", "train", "eval", "deploy", "report")
+NO_ROS = ("rclpy is not importable (install the `ros` extra): the demonstrations come from "
+          "`mberil sim-dataset` instead of a recording, and nothing is deployed over ROS")
 RUN_NAME = "mberil-mamba"
 
 
@@ -179,11 +181,9 @@ def run(args: argparse.Namespace) -> int:
 
     def record() -> dict[str, Any]:
         _fresh(bag)
-        bag.parent.mkdir(parents=True, exist_ok=True)
         if not has_ros:
-            raise UserError("demo: rclpy is not importable, so demonstrations cannot be "
-                            "recorded through the ROS nodes (install the package's ROS 2 "
-                            "wheels: README, or `mberil sim-dataset` for data without ROS)")
+            return {"skipped": NO_ROS}
+        bag.parent.mkdir(parents=True, exist_ok=True)
         _command("record", "-o", str(bag), "--episodes", str(o.expert_episodes),
                  "--suboptimal", str(o.suboptimal_episodes), "--seed", str(o.seed),
                  "--real-time-factor", "1000", "--log-dir", str(logs / "record"))
@@ -192,7 +192,12 @@ def run(args: argparse.Namespace) -> int:
     def convert() -> dict[str, Any]:
         from mberil_ros.data.dataset import Dataset
 
-        _command("convert", str(bag), "-o", str(dataset), "--overwrite", "--no-progress")
+        if has_ros:
+            _command("convert", str(bag), "-o", str(dataset), "--overwrite", "--no-progress")
+        else:  # the same episodes and files, straight from the in-process simulator
+            _command("sim-dataset", str(dataset), "--expert", str(o.expert_episodes),
+                     "--suboptimal", str(o.suboptimal_episodes), "--expert-fraction", "0",
+                     "--seed", str(o.seed), "--overwrite")
         ds = Dataset(dataset)
         labels = [m["label"] for m in ds.episodes]
         return {"episodes": len(labels), "expert": labels.count("expert"),
@@ -227,7 +232,7 @@ def run(args: argparse.Namespace) -> int:
         if o.ros_episodes == 0:
             return {"skipped": "ros_episodes=0"}
         if not has_ros:
-            return {"skipped": "rclpy is not importable"}
+            return {"skipped": NO_ROS}
         from mberil_ros.deploy import DeployOptions, drive, table
 
         checkpoint = run_dir / "checkpoints" / "last"
@@ -243,7 +248,7 @@ def run(args: argparse.Namespace) -> int:
 
     settings = {"expert_episodes": o.expert_episodes,
                 "suboptimal_episodes": o.suboptimal_episodes, "seed": o.seed}
-    stage("record", settings, record)
+    stage("record", {**settings, "ros": has_ros}, record)
     info = stage("convert", {}, convert)
     train_settings = {"config": train_config, "overrides": train_overrides}
     stage("train", train_settings, train)

@@ -113,3 +113,24 @@ def test_a_corrupt_stages_file_is_one_line(tmp_path, capsys):
     assert main(["demo", "--quick", "-o", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert "stages.json" in err and len(err.splitlines()) == 1
+
+
+def test_without_rclpy_the_demo_uses_sim_data_and_says_so(tmp_path, monkeypatch, capsys):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "rclpy" else real(name, *a))
+    out = tmp_path / "noros"
+    small = ["steps=6", "eval_every=3", "checkpoint_every=3", "algo.bc_warmstart_steps=3",
+             "algo.model_warmstart_steps=3", "algo.network.d_model=16"]
+    assert main(["demo", "--quick", "-o", str(out), "expert_episodes=2",
+                 "suboptimal_episodes=1", "eval_episodes=1",
+                 *[a for t in small for a in ("--train", t)]]) == 0
+    text = capsys.readouterr().out
+    assert "$ mberil sim-dataset" in text and "$ mberil record" not in text
+    report = json.loads((out / "report.json").read_text())
+    assert report["dataset"]["episodes"] == 3
+    assert "rclpy is not importable" in report["ros"]["skipped"]
+    assert "skipped, rclpy is not importable" in text
+    assert not (out / "bags" / "demos").exists()
