@@ -63,7 +63,7 @@ def test_docs_references_point_into_the_repository():
     cited = set()
     for path in ROOT.rglob("*"):
         if (path.suffix not in (".py", ".yaml", ".md", ".xacro", ".sh")
-                or {".venv", ".git", ".ci"} & set(path.relative_to(ROOT).parts)):
+                or {".venv", ".venv-lerobot", ".git", ".ci"} & set(path.relative_to(ROOT).parts)):
             continue
         text = path.read_text(errors="replace")
         for outside in OUTSIDE:

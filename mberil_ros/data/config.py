@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 from mberil_ros.data.episodes import LABELS
+from mberil_ros.data.layout import transition_vectors
 from mberil_ros.errors import UserError
 from mberil_ros.settings import apply_overrides, from_mapping
 from mberil_ros.sim import spaces
@@ -99,6 +100,22 @@ class DatasetConfig:
 
     def action_names(self) -> list[str]:
         return [f"{j}.target" for j in self.joints]
+
+    def vectors(self) -> dict[str, list[str]]:
+        """The dataset's float32 features and their value names (DatasetWriter)."""
+        return transition_vectors(self.state_names(), self.action_names(),
+                                  self.environment_names())
+
+    def environment_names(self) -> list[str]:
+        """The task values of observation.state (goals, obstacle slots), after the joints':
+        LeRobot's observation.environment_state (data/layout.py)."""
+        return self.state_names()[2 * len(self.joints):]
+
+    def task_text(self) -> str:
+        """The dataset's LeRobot task string (language conditioning); one per arm mode."""
+        if self.arm == "both":
+            return "reach the targets with both hands"
+        return f"reach the target with the {self.arm} hand"
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)

@@ -325,8 +325,8 @@ def convert(bags: list[str | Path], out: str | Path, cfg: DatasetConfig, *,
     out = Path(out)
     check_output(out, overwrite)
     report = ConversionReport(bags=[str(p) for p in paths])
-    writer = DatasetWriter(out, overwrite=overwrite, state_names=cfg.state_names(),
-                           action_names=cfg.action_names())
+    writer = DatasetWriter(out, overwrite=overwrite, vectors=cfg.vectors(),
+                           task=cfg.task_text())
     pool = ThreadPoolExecutor(max_workers=1)  # hashing overlaps with conversion
     try:
         hashes = [pool.submit(sha256_of, p) for p in paths]

@@ -1,8 +1,10 @@
 """Writes the dataset layout of docs/dataset.md into a temporary folder, renamed at the end.
 
-    DATASET/meta/info.json, meta/stats.json, meta/episodes/chunk-000/file-000.parquet
-    DATASET/data/chunk-000/file-000.parquet
+    DATASET/meta/info.json, meta/stats.json, meta/tasks.parquet,
+    DATASET/meta/episodes/chunk-000/file-000.parquet, DATASET/data/chunk-000/file-000.parquet
 
+The writer is generic over the float32 vector features (``vectors``: name -> value names);
+the bookkeeping columns LeRobot needs (layout.FRAME_COLUMNS) are added to every frame.
 Frames are buffered per row group only, so memory does not grow with the dataset. A failure
 anywhere removes the temporary folder; an existing dataset is replaced (``overwrite``) only
 after the new one is complete.
@@ -14,6 +16,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,18 +24,21 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mberil_ros.data.stats import RunningStats
+from mberil_ros.data import layout
+from mberil_ros.data.layout import DATA_FILE, ENV_STATE, EPISODES_FILE, TASKS_FILE
+from mberil_ros.data.stats import HistogramQuantiles, RunningStats, array_stats
 from mberil_ros.errors import UserError
 from mberil_ros.paths import apply_umask
 
-DATA_FILE = "data/chunk-000/file-000.parquet"
-EPISODES_FILE = "meta/episodes/chunk-000/file-000.parquet"
-CODEBASE_VERSION = "v3.0"  # LeRobotDataset layout this follows
+DEFAULT_TASK = "reach the target"
 
 
-def _vectors(arr: np.ndarray) -> pa.FixedSizeListArray:
-    arr = np.ascontiguousarray(arr, dtype=np.float32)
-    return pa.FixedSizeListArray.from_arrays(pa.array(arr.ravel()), arr.shape[1])
+def _arrow(arr: np.ndarray) -> pa.Array:
+    """(T, D > 1) -> fixed-size lists; (T,) or (T, 1) -> a plain column (layout.schema)."""
+    if arr.ndim == 2 and arr.shape[1] > 1:
+        arr = np.ascontiguousarray(arr)
+        return pa.FixedSizeListArray.from_arrays(pa.array(arr.ravel()), arr.shape[1])
+    return pa.array(arr.reshape(len(arr)))
 
 
 def check_output(out: Path, overwrite: bool) -> None:
@@ -49,58 +55,102 @@ def check_output(out: Path, overwrite: bool) -> None:
 
 
 class DatasetWriter:
-    def __init__(self, out: str | Path, *, overwrite: bool, state_names: list[str],
-                 action_names: list[str], row_group_frames: int = 65536) -> None:
+    """``vectors`` declares the float32 features; without it, ``state_names`` and
+    ``action_names`` give observation.state, action and next.observation.state."""
+
+    def __init__(self, out: str | Path, *, overwrite: bool,
+                 state_names: Sequence[str] | None = None,
+                 action_names: Sequence[str] | None = None,
+                 vectors: dict[str, list[str]] | None = None, task: str = DEFAULT_TASK,
+                 row_group_frames: int = 65536) -> None:
+        if vectors is None:
+            if state_names is None or action_names is None:
+                raise ValueError("give vectors, or state_names and action_names")
+            vectors = layout.transition_vectors(state_names, action_names)
+        if "/" in "".join(vectors) or set(vectors) & set(layout.FRAME_COLUMNS):
+            raise ValueError(f"bad vector feature names {list(vectors)}")
+        self.vectors = {name: list(names) for name, names in vectors.items()}
+        self._env_cols = self._env_columns()
+        self.task = task
         self.out = Path(out)
         self.overwrite = overwrite
         check_output(self.out, overwrite)
         self.out.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.tmp-", dir=self.out.parent))
-        self.state_names, self.action_names = state_names, action_names
         self.row_group_frames = row_group_frames
-        self.schema = pa.schema([
-            ("observation.state", pa.list_(pa.float32(), len(state_names))),
-            ("action", pa.list_(pa.float32(), len(action_names))),
-            ("next.observation.state", pa.list_(pa.float32(), len(state_names))),
-            ("next.done", pa.bool_()),
-            ("episode_index", pa.int64()),
-            ("frame_index", pa.int64()),
-            ("timestamp", pa.float32()),
-            ("index", pa.int64()),
-        ])
-        self.stats = {
-            "observation.state": RunningStats(len(state_names)),
-            "action": RunningStats(len(action_names)),
-            "next.observation.state": RunningStats(len(state_names)),
-        }
+        self.schema = layout.schema(self.vectors)
+        widths = {name: len(names) for name, names in self.vectors.items()}
+        self.stats = {name: RunningStats(widths.get(name, 1)) for name in self.schema.names}
         self.episodes: list[dict[str, Any]] = []
+        self.tasks: dict[str, int] = {}  # task string -> task_index, in order of appearance
         self.frames = 0
         self._pending: list[pa.Table] = []
         self._pending_rows = 0
         (self.tmp / DATA_FILE).parent.mkdir(parents=True)
         self._parquet = pq.ParquetWriter(self.tmp / DATA_FILE, self.schema)
 
+    def _env_columns(self) -> np.ndarray | None:
+        """Where the environment state's values sit in observation.state (add_episode)."""
+        if ENV_STATE not in self.vectors or "observation.state" not in self.vectors:
+            return None
+        state = self.vectors["observation.state"]
+        missing = [n for n in self.vectors[ENV_STATE] if n not in state]
+        if missing:
+            raise ValueError(f"{ENV_STATE} values {missing} are not in observation.state")
+        return np.array([state.index(n) for n in self.vectors[ENV_STATE]], dtype=np.int64)
+
     def add_episode(self, meta: dict[str, Any], obs: np.ndarray, action: np.ndarray,
-                    next_obs: np.ndarray, timestamps: np.ndarray) -> int:
-        """Append one episode's frames; returns its dataset episode_index."""
-        n = len(obs)
+                    next_obs: np.ndarray, timestamps: np.ndarray, *,
+                    task: str | None = None) -> int:
+        """Append one episode of transitions; returns its dataset episode_index."""
+        columns = {"observation.state": obs, "action": action, "next.observation.state": next_obs}
+        if self._env_cols is not None:
+            columns[ENV_STATE] = np.asarray(obs)[:, self._env_cols]
+        return self.add_frames(meta, columns, timestamps, task=task)
+
+    def add_frames(self, meta: dict[str, Any], columns: dict[str, np.ndarray],
+                   timestamps: np.ndarray, *, task: str | None = None) -> int:
+        """Append one episode: a (T, width) array per vector feature, T timestamps (seconds);
+        ``task`` (default: the writer's) is the episode's LeRobot task string."""
+        n = len(timestamps)
+        if n == 0:
+            raise ValueError("an episode needs at least one frame")
+        if set(columns) != set(self.vectors):
+            raise ValueError(f"columns {sorted(columns)} != features {sorted(self.vectors)}")
+        clash = [k for k in meta if layout.is_writer_column(k)]
+        if clash:
+            raise ValueError(f"episode metadata may not set {clash}")
+        values: dict[str, np.ndarray] = {}
+        for name, names in self.vectors.items():
+            values[name] = np.asarray(columns[name], dtype=np.float32)
+            if values[name].shape != (n, len(names)):
+                raise ValueError(f"{name}: shape {values[name].shape}, want {(n, len(names))}")
         index = len(self.episodes)
+        task = self.task if task is None else task
+        task_index = self.tasks.setdefault(task, len(self.tasks))
         done = np.zeros(n, dtype=bool)
         done[-1] = True
-        table = pa.Table.from_arrays([
-            _vectors(obs), _vectors(action), _vectors(next_obs), pa.array(done),
-            pa.array(np.full(n, index, dtype=np.int64)), pa.array(np.arange(n, dtype=np.int64)),
-            pa.array(timestamps.astype(np.float32)),
-            pa.array(np.arange(self.frames, self.frames + n, dtype=np.int64)),
-        ], schema=self.schema)
-        # Stats from the float32 values actually stored.
-        self.stats["observation.state"].update(obs.astype(np.float32))
-        self.stats["action"].update(action.astype(np.float32))
-        self.stats["next.observation.state"].update(next_obs.astype(np.float32))
+        values.update({
+            "next.done": done, "episode_index": np.full(n, index, dtype=np.int64),
+            "frame_index": np.arange(n, dtype=np.int64),
+            "timestamp": np.asarray(timestamps, dtype=np.float32),
+            "index": np.arange(self.frames, self.frames + n, dtype=np.int64),
+            "task_index": np.full(n, task_index, dtype=np.int64),
+        })
+        table = pa.Table.from_arrays([_arrow(values[f.name]) for f in self.schema],
+                                     schema=self.schema)
+        episode_stats = {}
+        for name, x in values.items():  # from the values actually stored (float32)
+            moments, stats = array_stats(x)
+            self.stats[name].merge(moments)
+            for key, value in stats.items():
+                episode_stats[f"{layout.EPISODE_STATS_PREFIX}{name}/{key}"] = value
         self.episodes.append({
-            "episode_index": index, "length": n,
+            "episode_index": index, "tasks": [task], "length": n,
+            "data/chunk_index": 0, "data/file_index": 0,
             "dataset_from_index": self.frames, "dataset_to_index": self.frames + n,
-            "data/chunk_index": 0, "data/file_index": 0, **meta,
+            "meta/episodes/chunk_index": 0, "meta/episodes/file_index": 0,
+            **meta, **episode_stats,
         })
         self.frames += n
         self._pending.append(table)
@@ -115,43 +165,37 @@ class DatasetWriter:
                                       row_group_size=max(self._pending_rows, 1))
             self._pending, self._pending_rows = [], 0
 
+    def _stats(self) -> dict[str, dict[str, list[float]]]:
+        """Dataset statistics; the quantiles from a pass over the written data, in batches,
+        once min and max are known."""
+        hists = {name: HistogramQuantiles(s.min, s.max) for name, s in self.stats.items()}
+        # small batches, read without threads or pre-buffering: this pass adds little memory
+        data = pq.ParquetFile(self.tmp / DATA_FILE, pre_buffer=False)
+        for batch in data.iter_batches(8192, use_threads=False):
+            for name, hist in hists.items():
+                hist.update(layout.column_values(batch.column(name)))
+        return {name: {**running.to_dict(), **hists[name].quantiles()}
+                for name, running in self.stats.items()}
+
     def finish(self, info: dict[str, Any]) -> Path:
-        """Write meta/, then move the dataset into place."""
+        """Write meta/ (``info`` adds keys to info.json and must hold ``fps``), then move the
+        dataset into place."""
+        owned = sorted(set(info) & set(layout.INFO_OWNED))
+        if owned or "fps" not in info or not self.episodes:
+            raise ValueError(f"need episodes, and info with fps and none of {owned}")
         self._flush()
         self._parquet.close()
         meta = self.tmp / "meta"
         (self.tmp / EPISODES_FILE).parent.mkdir(parents=True)
         pq.write_table(pa.Table.from_pylist(self.episodes), self.tmp / EPISODES_FILE)
-        stats = {k: v.to_dict() for k, v in self.stats.items()}
-        (meta / "stats.json").write_text(json.dumps(stats, indent=1))
-        full_info = {
-            "codebase_version": CODEBASE_VERSION,
-            "total_episodes": len(self.episodes),
-            "total_frames": self.frames,
-            "data_path": "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet",
-            "episodes_path": "meta/episodes/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet",
-            "features": self.features(),
-            **info,
-        }
+        layout.write_tasks(self.tmp / TASKS_FILE, list(self.tasks))
+        (meta / "stats.json").write_text(json.dumps(self._stats(), indent=1))
+        full_info = layout.info_header(info["fps"], len(self.episodes), self.frames,
+                                       len(self.tasks), self.vectors)
+        full_info.update({k: v for k, v in info.items() if k != "fps"})
         (meta / "info.json").write_text(json.dumps(full_info, indent=1))
         self._commit()
         return self.out
-
-    def features(self) -> dict[str, Any]:
-        vec = "float32"
-        return {
-            "observation.state": {"dtype": vec, "shape": [len(self.state_names)],
-                                  "names": self.state_names},
-            "action": {"dtype": vec, "shape": [len(self.action_names)],
-                       "names": self.action_names},
-            "next.observation.state": {"dtype": vec, "shape": [len(self.state_names)],
-                                       "names": self.state_names},
-            "next.done": {"dtype": "bool", "shape": [1], "names": None},
-            "episode_index": {"dtype": "int64", "shape": [1], "names": None},
-            "frame_index": {"dtype": "int64", "shape": [1], "names": None},
-            "timestamp": {"dtype": "float32", "shape": [1], "names": None},
-            "index": {"dtype": "int64", "shape": [1], "names": None},
-        }
 
     def _commit(self) -> None:
         check_output(self.out, self.overwrite)  # it may have appeared while we worked

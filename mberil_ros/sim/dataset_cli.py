@@ -57,28 +57,22 @@ def _shares(n: int, jobs: int) -> list[int]:
 def merge(parts: list[Path], out: Path, overwrite: bool) -> Path:
     """One dataset from several with the same features: episodes in part order."""
     from mberil_ros.data.dataset import Dataset
+    from mberil_ros.data.layout import INFO_OWNED, is_writer_column
     from mberil_ros.data.writer import DatasetWriter
 
     first = Dataset(parts[0])
-    writer = DatasetWriter(out, overwrite=overwrite,
-                           state_names=first.feature_names("observation.state"),
-                           action_names=first.feature_names("action"))
-    own = {"episode_index", "length", "dataset_from_index", "dataset_to_index",
-           "data/chunk_index", "data/file_index"}
+    writer = DatasetWriter(out, overwrite=overwrite, vectors=first.vectors)
     try:
         k = 0
         for part in parts:
             ds = Dataset(part)
-            for i in range(ds.num_episodes):
-                e = ds.episode(i)
-                meta = {key: v for key, v in e.meta.items() if key not in own}
+            for i, row in enumerate(ds.episodes):
+                meta = {key: v for key, v in row.items() if not is_writer_column(key)}
                 meta["source_episode"] = k
-                writer.add_episode(meta, e.observation, e.action, e.next_observation,
-                                   e.timestamp)
+                writer.add_frames(meta, ds.episode_columns(i), ds.episode(i).timestamp,
+                                  task=row["tasks"][0])
                 k += 1
-        info = {key: v for key, v in first.info.items()
-                if key not in ("codebase_version", "total_episodes", "total_frames",
-                               "data_path", "episodes_path", "features")}
+        info = {key: v for key, v in first.info.items() if key not in INFO_OWNED}
         return writer.finish(info)
     except BaseException:
         writer.abort()

@@ -83,8 +83,8 @@ def generate_dataset(out: str | Path, expert_episodes: int, suboptimal_episodes:
     plan += [("suboptimal", EXPERT)] * expert_in_unlabeled
     # A failing expert is rare (a few %); this bound only stops a broken set-up.
     max_drops = 10 + len(plan)
-    writer = DatasetWriter(out, overwrite=overwrite, state_names=cfg.state_names(),
-                           action_names=cfg.action_names())
+    writer = DatasetWriter(out, overwrite=overwrite, vectors=cfg.vectors(),
+                           task=cfg.task_text())
     demos = {}
     next_seed, drops = seed, 0
     try:
