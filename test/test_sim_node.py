@@ -204,3 +204,16 @@ def test_a_success_settles_for_settle_ticks_before_the_episode_ends():
     SimNode._episode_outcome(n, reached)
     assert SimNode._episode_outcome(n, {"success": False, "collision": True}) is reached
     assert SimNode._episode_outcome(node(0), reached) is reached  # settle_ticks 0: at once
+
+
+def test_a_layout_the_arm_cannot_run_stops_the_node_with_one_line(tmp_path):
+    layouts = tmp_path / "scene.yaml"
+    layouts.write_text("layouts:\n  - target: [0.38, -0.25, 0.06]\n    obstacles:\n"
+                       "      - {type: box, position: [0.25, -0.16, 0.05],"
+                       " size: [0.2, 0.2, 0.2]}\n")
+    log = tmp_path / "sim.log"
+    proc = start_node("mberil_ros.nodes.sim_node", {"layouts_file": str(layouts)}, log)
+    assert proc.wait(timeout=60) == 2
+    errors = [line for line in log.read_text().splitlines() if "error" in line]
+    assert errors == [f"sim_node: error: {layouts}: layouts[0].obstacles[0]: overlaps the arm "
+                      f"at its start pose"]
