@@ -117,3 +117,18 @@ def test_bad_config_is_one_line(tmp_path, capsys, extra, needle):
 def test_bad_shard_is_one_line(tmp_path, capsys):
     assert main(["compare", "--config", str(config(tmp_path)), "--shard", "3/3"]) == 2
     assert "--shard" in capsys.readouterr().err
+
+
+def test_the_shipped_comparison_config_is_valid(tmp_path):
+    """Every job of config/compare.yaml resolves to a valid training config."""
+    from mberil_ros.algos.train_config import load_train_config
+    from mberil_ros.paths import config_file
+
+    cfg = load_config(config_file("compare.yaml"))
+    jobs = all_jobs(cfg)
+    assert len(jobs) == 4 * 2 * 4 * 3 + 2 * 2 * 3  # + the alpha ablation on mixed50
+    plan = Plan(cfg, argparse.Namespace(device=None, launcher=""))
+    for job in jobs:
+        argv = plan.train_command(job)
+        at = argv.index("--config")
+        load_train_config(Path(argv[at + 1]), argv[at + 2:])
