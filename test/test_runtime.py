@@ -39,13 +39,32 @@ def test_codec_round_trips_and_matches_its_torch_form(dataset, repr_):
     a = c.action(ep.action, ep.observation, prev)
     assert np.abs(a).max() < 1.0  # inside the tanh range, margin included
     np.testing.assert_allclose(c.command(a, ep.observation, prev), ep.action, atol=2e-5)
-    # the token of step t+1 from step t's tensors (model rollouts) equals the data's
+    # the token of step t+1 from step t's tensors (model rollouts) equals the data's, where
+    # the action is inside the fitted range (the expert's; the rollouts' actions always are)
     b = data.train
-    m = torch.arange(b.obs.shape[1])[None] < b.length[:, None]
+    m = (torch.arange(b.obs.shape[1])[None] < b.length[:, None]) & b.expert[:, None]
     nxt = c.torch_next_lead(b.obs, b.prev_act, b.act, b.next_obs)
     torch.testing.assert_close(nxt[m], b.next_prev_act[m], atol=1e-4, rtol=0)
     back = PolicyCodec.from_dict(json.loads(json.dumps(c.to_dict())))
     np.testing.assert_array_equal(back.action(ep.action, ep.observation, prev), a)
+
+
+def test_the_action_range_is_the_experts_and_larger_steps_saturate(dataset):
+    data = OfflineData(dataset, DataConfig(val_fraction=0.25))
+    c, b = data.codec, data.train
+    valid = torch.arange(b.obs.shape[1])[None] < b.length[:, None]
+    expert, other = valid & b.expert[:, None], valid & ~b.expert[:, None]
+    # the expert's training actions span the range less its 5 % margins, the others saturate
+    assert b.act[expert].min(0).values.max() < -0.9 + 1e-3
+    assert b.act[expert].max(0).values.min() > 0.9 - 1e-3
+    assert b.act[expert].abs().max() <= 0.91 + 1e-3
+    assert (b.act[other].abs() == 1.0).any() and b.act[other].abs().max() <= 1.0
+    # fitted on every episode instead, the sub-optimal steps would widen the range
+    wide = PolicyCodec.fit([(e.observation, e.action) for e in map(data.dataset.episode,
+                                                                 data.train_ids)],
+                           c.qidx, c.action_repr, 1e-4, 0.05)
+    assert np.all(wide.y_high - wide.y_low >= c.y_high - c.y_low - 1e-7)
+    assert np.any(wide.y_high - wide.y_low > 1.2 * (c.y_high - c.y_low))
 
 
 def test_codec_statistics_come_from_the_training_split_only(dataset):

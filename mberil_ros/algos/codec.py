@@ -66,8 +66,13 @@ class PolicyCodec:
     # ---- construction ----------------------------------------------------------------------
     @classmethod
     def fit(cls, episodes: Sequence[tuple[np.ndarray, np.ndarray]], qidx: np.ndarray,
-            action_repr: str, min_std: float, act_margin: float) -> PolicyCodec:
-        """Statistics of ``episodes`` [(obs (T, D), act (T, A)), ...] (the training split)."""
+            action_repr: str, min_std: float, act_margin: float,
+            predicted: Sequence[bool] | None = None) -> PolicyCodec:
+        """Statistics of ``episodes`` [(obs (T, D), act (T, A)), ...] (the training split).
+        The action range comes from the episodes flagged in ``predicted`` (the expert's: what
+        the policy predicts), all of them when none is flagged: a few sub-optimal episodes
+        with 10-100x larger steps would otherwise squeeze the expert's actions into a sliver
+        of (-1, 1), below the resolution of the policy's sigma."""
         if action_repr not in ACTION_REPRS:
             raise ValueError(f"action_repr must be one of {ACTION_REPRS}, got {action_repr!r}")
         obs = np.concatenate([o for o, _ in episodes]).astype(np.float64)
@@ -77,7 +82,10 @@ class PolicyCodec:
         scale = np.where(std > min_std, std, 1.0)
         ref = _reference(action_repr, obs[:, qidx], prev)
         y = act - ref
-        lo, hi = y.min(0), y.max(0)
+        rows = np.repeat(np.asarray(predicted if predicted is not None and any(predicted)
+                                    else [True] * len(episodes), dtype=bool),
+                         [len(o) for o, _ in episodes])
+        lo, hi = y[rows].min(0), y[rows].max(0)
         span = np.maximum(hi - lo, 1e-4)  # a joint that never moved still needs a range
         lead = prev - obs[:, qidx]
         lstd = lead.std(0)
@@ -134,9 +142,12 @@ class PolicyCodec:
         return ((x - self.obs_mean) / self.obs_scale).astype(np.float32)
 
     def action(self, u: np.ndarray, x: np.ndarray, prev: np.ndarray) -> np.ndarray:
-        """Raw command u_t -> network action in (-1, 1)."""
+        """Raw command u_t -> network action in [-1, 1]: what lies beyond the fitted range
+        (a sub-optimal demonstrator's larger steps) is saturated at its edge, the edge of the
+        policy's own support."""
         y = u - _reference(self.action_repr, x[..., self.qidx], prev)
-        return (2.0 * (y - self.y_low) / (self.y_high - self.y_low) - 1.0).astype(np.float32)
+        a = 2.0 * (y - self.y_low) / (self.y_high - self.y_low) - 1.0
+        return np.clip(a, -1.0, 1.0).astype(np.float32)
 
     def command(self, a: np.ndarray, x: np.ndarray, prev: np.ndarray) -> np.ndarray:
         """Network action -> raw command (before any safety clamp)."""

@@ -162,7 +162,8 @@ class OfflineData:
         # statistics of the training split only: held-out episodes never leak into them
         self.codec = codec or PolicyCodec.fit(
             [(e.observation, e.action) for e in map(ds.episode, train)], self.qidx,
-            self.cfg.action_repr, self.cfg.obs_min_std, self.cfg.act_margin)
+            self.cfg.action_repr, self.cfg.obs_min_std, self.cfg.act_margin,
+            predicted=[labels[i] == "expert" for i in train])
         cut = self.cfg.max_seq_len
 
         def load(ids: list[int]) -> EpisodeSet:
