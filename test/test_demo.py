@@ -17,11 +17,14 @@ from mberil_ros.eval.closed_loop import evaluate, summarize
 
 require_rclpy()
 
+SMALL = ["--train", "algo.network.d_model=16", "--train", "algo.network.n_layers=1"]
+
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("demo") / "out"
-    assert main(["demo", "--quick", "-o", str(out)]) == 0
+    # --quick, with a smaller network still: the test checks the pipeline, not the policy
+    assert main(["demo", "--quick", "-o", str(out), *SMALL]) == 0
     return out
 
 
@@ -82,7 +85,7 @@ def test_a_rerun_reuses_finished_stages_and_redoes_only_what_changed(demo, capsy
     before = json.loads((demo / "stages.json").read_text())
     checkpoint = demo / "runs" / "mberil-mamba" / "checkpoints" / "last"
     mtime = (checkpoint / "policy_config.json").stat().st_mtime_ns
-    assert main(["demo", "--quick", "-o", str(demo), "eval_episodes=2",
+    assert main(["demo", "--quick", "-o", str(demo), *SMALL, "eval_episodes=2",
                  "ros_episodes=0"]) == 0
     out = capsys.readouterr().out
     for name in ("record", "convert", "train"):
@@ -123,7 +126,8 @@ def test_without_rclpy_the_demo_uses_sim_data_and_says_so(tmp_path, monkeypatch,
                         lambda name, *a: None if name == "rclpy" else real(name, *a))
     out = tmp_path / "noros"
     small = ["steps=6", "eval_every=3", "checkpoint_every=3", "algo.bc_warmstart_steps=3",
-             "algo.model_warmstart_steps=3", "algo.network.d_model=16"]
+             "algo.model_warmstart_steps=3", "algo.network.d_model=16",
+             "algo.network.n_layers=1"]
     assert main(["demo", "--quick", "-o", str(out), "expert_episodes=2",
                  "suboptimal_episodes=1", "eval_episodes=1",
                  *[a for t in small for a in ("--train", t)]]) == 0

@@ -10,13 +10,24 @@ import time
 
 from mberil_ros.node_processes import ended, exit_cause, stop_all
 
-SLEEPER = "import time\ntime.sleep(120)"
+# each prints "ready" once its signal handling is in place, so a test never signals a
+# process still starting up; the sleeper installs Python's Ctrl-C handler itself, as rclpy
+# does in a node (a suite started in the background inherits SIGINT ignored, and Python then
+# leaves it ignored)
+SLEEPER = ("import signal, time\nsignal.signal(signal.SIGINT, signal.default_int_handler)\n"
+           "print('ready', flush=True)\ntime.sleep(120)")
 # stands for a node that ignores Ctrl-C (hung in a callback)
-STUBBORN = "import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\ntime.sleep(120)"
+STUBBORN = ("import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+            "print('ready', flush=True)\ntime.sleep(120)")
 
 
 def start(code: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", code])
+    return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+
+
+def ready(*procs: subprocess.Popen) -> None:
+    for p in procs:
+        assert p.stdout.readline().strip() == "ready"
 
 
 def test_exit_causes_in_words():
@@ -29,6 +40,7 @@ def test_exit_causes_in_words():
 def test_any_node_ending_is_noticed_except_the_one_whose_end_is_the_job_s():
     procs = {"sim_node": start(SLEEPER), "recorder_node": start(SLEEPER),
              "demonstrator_node": start("pass")}
+    ready(procs["sim_node"], procs["recorder_node"])
     try:
         procs["demonstrator_node"].wait(timeout=60)
         assert ended(procs, may_finish="demonstrator_node") is None  # done, code 0
@@ -45,7 +57,7 @@ def test_any_node_ending_is_noticed_except_the_one_whose_end_is_the_job_s():
 def test_stop_all_signals_every_process_at_once_and_kills_one_that_ignores_it():
     procs = {f"node{i}": start(SLEEPER) for i in range(3)}
     procs["stubborn"] = start(STUBBORN)
-    time.sleep(1.0)  # each has installed its handlers
+    ready(*procs.values())
     started = time.monotonic()
     codes = stop_all(procs, timeout=3.0)
     took = time.monotonic() - started
