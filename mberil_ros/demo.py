@@ -160,6 +160,11 @@ def _fresh(path: Path) -> None:
 def run(args: argparse.Namespace) -> int:
     o, train_overrides = options(args)
     out = Path(o.output)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not (
+            out / "stages.json").is_file():
+        # stages replace their outputs: never inside a folder the demo did not make
+        raise UserError(f"{out}: exists and is not a demo folder (no stages.json); choose "
+                        f"another -o/--output")
     out.mkdir(parents=True, exist_ok=True)
     stages = Stages(out)
     has_ros = importlib.util.find_spec("rclpy") is not None

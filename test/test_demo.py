@@ -138,3 +138,14 @@ def test_without_rclpy_the_demo_uses_sim_data_and_says_so(tmp_path, monkeypatch,
     assert "rclpy is not importable" in report["ros"]["skipped"]
     assert "skipped, rclpy is not importable" in text
     assert not (out / "bags" / "demos").exists()
+
+
+def test_a_folder_the_demo_did_not_make_is_never_written_into(tmp_path, capsys):
+    mine = tmp_path / "project"
+    (mine / "dataset").mkdir(parents=True)
+    (mine / "dataset" / "precious.parquet").write_text("data")
+    assert main(["demo", "--quick", "-o", str(mine)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "is not a demo folder" in err and len(err.splitlines()) == 1
+    assert (mine / "dataset" / "precious.parquet").read_text() == "data"
+    assert sorted(p.name for p in mine.iterdir()) == ["dataset"]
