@@ -98,11 +98,20 @@ def load_config(path: Path) -> CompareConfig:
     return cfg
 
 
+def _algorithm(method: dict) -> str:
+    """The method's training algorithm (its YAML + overrides, validated on the way)."""
+    from mberil_ros.algos.train_config import load_train_config
+
+    overrides = ["dataset=<generated>", *method.get("overrides", [])]
+    return load_train_config(Path(_yaml(method["config"])), overrides).run.algorithm
+
+
 def all_jobs(cfg: CompareConfig) -> list[Job]:
     jobs = []
+    algorithms = {name: _algorithm(m) for name, m in cfg.methods.items()}
     for dataset in cfg.datasets:
-        for method, m in cfg.methods.items():
-            mberil = "bc" not in Path(m["config"]).stem
+        for method in cfg.methods:
+            mberil = algorithms[method] == "offline_mberil"
             for inputs in cfg.policy_inputs:
                 for seed in cfg.seeds:
                     jobs.append(Job(dataset, method, inputs, int(seed)))
