@@ -64,7 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = (
         "stages: " + " -> ".join(STAGES) + " (a re-run skips finished ones)\n"
         "examples:\n"
-        "  mberil demo                    # ~20 min on 2 CPU cores\n"
+        "  mberil demo                    # 20-30 min on 2 CPU cores\n"
         "  mberil demo --quick -o /tmp/demo-quick\n"
         "  mberil demo eval_episodes=100  # re-runs only eval and report\n"
         "  mberil demo --train algo.bc_warmstart_steps=3000 --train steps=3400")
