@@ -66,7 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "examples:\n"
         "  mberil demo                    # 20-30 min on 2 CPU cores\n"
         "  mberil demo --quick -o /tmp/demo-quick\n"
-        "  mberil demo eval_episodes=100  # re-runs only eval and report\n"
+        "  mberil demo eval_episodes=100  # re-runs eval and the stages after it\n"
         "  mberil demo --train algo.bc_warmstart_steps=3000 --train steps=3400")
     text = descriptions(DemoOptions)
     for name, default in defaults(DemoOptions).items():
