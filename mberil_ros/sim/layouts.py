@@ -105,11 +105,9 @@ def load_layouts(path: str | Path, check: bool = True) -> list[Episode]:
     if check:
         from mberil_ros.sim.task import ReachingTask
 
-        tasks: dict[str, ReachingTask] = {}
+        tasks = {arm: ReachingTask("train", arm) for arm in {e.arm for e in episodes}}
         for i, episode in enumerate(episodes):
-            task = tasks.get(episode.arm) or tasks.setdefault(
-                episode.arm, ReachingTask("train", episode.arm))
-            problem = task.layout_problem(episode)
+            problem = tasks[episode.arm].layout_problem(episode)
             if problem:
                 raise UserError(f"{path}: layouts[{i}].{problem}")
     return episodes

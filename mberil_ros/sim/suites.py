@@ -85,9 +85,9 @@ _SHOULDER_XY = np.array([0.0, -0.145])
 _REACH_AT_TABLE, _REACH_PER_HEIGHT = 0.45, 0.6  # m, m/m
 
 
-def reachable(target) -> bool:
-    """Right-hand target within comfortable reach (mirror y for the left hand)."""
-    t = np.asarray(target, dtype=float)
+def reachable(target, side: str = "right") -> bool:
+    """Target of the ``side`` hand within comfortable reach (the left arm's is the mirror)."""
+    t = np.asarray(target, dtype=float) if side == "right" else _mirror_y(target)
     return bool(np.linalg.norm(t[:2] - _SHOULDER_XY)
                 <= _REACH_AT_TABLE + _REACH_PER_HEIGHT * max(t[2], 0.0))
 

@@ -142,8 +142,7 @@ class ReachingTask:
         collision with itself or the table."""
         for side, target in layout.targets.items():
             t = np.asarray(target, dtype=float)
-            right = t * (1.0, -1.0, 1.0) if side == "left" else t
-            if not reachable(right):
+            if not reachable(t, side):
                 return (f"target: {[round(float(v), 3) for v in t]} is out of the {side} arm's "
                         f"comfortable reach")
             if t[2] < TABLE_TOP_Z:
