@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from mberil_ros.paths import write_text_atomic
+
 SUITES = ("train", "heldout_init", "heldout_obstacles")
 
 
@@ -87,21 +89,15 @@ def write_report(plan: Any, jobs: list[Any], config_path: Path) -> Path:
     commands = [shlex.join(argv) for _, argv in plan.dataset_commands()]
     for job in jobs:
         commands += [shlex.join(plan.train_command(job)), shlex.join(plan.eval_command(job))]
-    _write(out / "commands.txt", "\n".join(commands) + "\n")
-    _write(out / "results.json", json.dumps(
+    write_text_atomic(out / "commands.txt", "\n".join(commands) + "\n")
+    write_text_atomic(out / "results.json", json.dumps(
         {"commit": _commit(), "config": str(config_path), "jobs": per_job,
          "missing": missing}, indent=1))
     if groups:
         _plot(out / "plots" / "success.png", groups)
     md = out / "results.md"
-    _write(md, "\n".join(lines) + "\n")
+    write_text_atomic(md, "\n".join(lines) + "\n")
     return md
-
-
-def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 def _plot(path: Path, groups: dict[tuple[str, str], dict[str, list[float]]]) -> None:

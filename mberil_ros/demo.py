@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from mberil_ros.errors import UserError
-from mberil_ros.paths import config_file
+from mberil_ros.paths import config_file, write_text_atomic
 from mberil_ros.settings import command_line, defaults, descriptions, from_mapping, setting
 
 STAGES = ("record", "convert", "train", "eval", "deploy", "report")
@@ -132,9 +132,7 @@ class Stages:
         self._write()
 
     def _write(self) -> None:
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        tmp.write_text(json.dumps(self.done, indent=1))
-        tmp.replace(self.path)
+        write_text_atomic(self.path, json.dumps(self.done, indent=1))
 
 
 def _command(*argv: str) -> None:

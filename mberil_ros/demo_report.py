@@ -12,6 +12,7 @@ from typing import Any
 
 from mberil_ros.errors import UserError
 from mberil_ros.eval.table import text_table
+from mberil_ros.paths import write_text_atomic
 
 NAMES = {"expert": "scripted expert", "hold": "hold still"}
 
@@ -54,10 +55,7 @@ def write_report(out: Path, dataset: dict[str, Any], run_dir: Path, eval_json: P
         "plots": [str(p) for p in (_success_plot(plots / "success.png", rows),
                                    _training_plot(plots / "training.png", metrics))],
     }
-    path = out / "report.json"
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(report, indent=1))
-    tmp.replace(path)
+    write_text_atomic(out / "report.json", json.dumps(report, indent=1))
     return report
 
 

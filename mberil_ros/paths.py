@@ -37,6 +37,15 @@ def config_file(name: str) -> Path:
     return share_dir() / "config" / name
 
 
+def write_text_atomic(path: Path, text: str) -> Path:
+    """Write ``text`` to a hidden temporary file beside ``path``, then rename it into place:
+    a reader never sees a half-written file, and an interrupted write leaves the old one."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+    return path
+
+
 def current_umask() -> int:
     import os
 

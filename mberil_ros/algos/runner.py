@@ -37,6 +37,7 @@ from mberil_ros.algos.distributed import (
 )
 from mberil_ros.algos.train_config import TrainConfig, algorithm_classes, load_train_config
 from mberil_ros.errors import UserError
+from mberil_ros.paths import write_text_atomic
 
 ProgressCallback = Callable[[int, dict[str, float]], None]
 
@@ -128,10 +129,8 @@ class TrainingRun:
         if self.dist.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             (self.run_dir / "eval").mkdir(exist_ok=True)
-            config_text = yaml.safe_dump(self.cfg.to_dict(), sort_keys=False)
-            tmp = self.run_dir / ".config.yaml.tmp"
-            tmp.write_text(config_text)
-            tmp.replace(self.run_dir / "config.yaml")
+            write_text_atomic(self.run_dir / "config.yaml",
+                              yaml.safe_dump(self.cfg.to_dict(), sort_keys=False))
             from torch.utils.tensorboard import SummaryWriter
 
             self.writer = SummaryWriter(str(self.run_dir), purge_step=self.step + 1)

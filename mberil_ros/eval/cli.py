@@ -127,11 +127,9 @@ def run(args: argparse.Namespace) -> int:
                           episodes if layouts else None)
     print(format_table(rows))
     if args.json:
-        out = Path(args.json)
-        tmp = out.with_name(f".{out.name}.tmp")
-        tmp.write_text(json.dumps(report, indent=1))
-        tmp.replace(out)
-        print(f"wrote {out}")
+        from mberil_ros.paths import write_text_atomic
+
+        print(f"wrote {write_text_atomic(Path(args.json), json.dumps(report, indent=1))}")
     return 0
 
 
