@@ -7,9 +7,14 @@
               offline NLLs on the test sets; each job is its own process
     report    results.md (mean +- std over seeds), results.json, plots/, commands.txt
 
-A job is done when its eval.json exists; a training that was interrupted is resumed. With
---shard K/N a machine runs every N-th job from the K-th (share OUTPUT between machines, run
-the report with --report-only once all are done); --device puts a shard on one GPU.
+A method with `init_from: OTHER` starts its policy from the `best` checkpoint of OTHER's job
+on the same dataset, inputs and seed (Offline-MB-ERIL from its BC row: the warm start is
+trained once, and the table compares the adversarial phase with exactly the policy it
+started from); such jobs run after the others. A job is done when its eval.json exists; a
+training that was interrupted is resumed. With --shard K/N a machine runs every N-th
+(dataset, inputs, seed) family of jobs from the K-th, so a warm start and the jobs that use
+it stay on one machine (share OUTPUT between machines, run the report with --report-only
+once all are done); --device puts a shard on one GPU.
 """
 
 from __future__ import annotations
@@ -21,8 +26,9 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from mberil_ros.errors import UserError
 from mberil_ros.paths import config_file
@@ -51,6 +57,7 @@ class Job:
     inputs: str
     seed: int
     alpha0: bool = False  # the alpha ablation: alpha forced to 0
+    warm_start: Job | None = None  # the job whose `best` policy this one starts from
 
     @property
     def group(self) -> str:
@@ -60,13 +67,18 @@ class Job:
     def key(self) -> str:
         return f"{self.dataset}/{self.group}/seed{self.seed}"
 
+    @property
+    def family(self) -> tuple[str, str, int]:
+        return (self.dataset, self.inputs, self.seed)
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, default=None,
                         help="comparison YAML (default: the package's config/compare.yaml)")
     parser.add_argument("--jobs", type=int, default=1, help="jobs run at once (default 1)")
     parser.add_argument("--shard", default="0/1", metavar="K/N",
-                        help="run only jobs K, K+N, K+2N, ... (default 0/1: all)")
+                        help="run only the (dataset, inputs, seed) families K, K+N, K+2N, ... "
+                        "of jobs (default 0/1: all)")
     parser.add_argument("--only", action="append", default=[], metavar="TEXT",
                         help="run only jobs whose name (DATASET/METHOD-INPUT/seedS) contains "
                         "TEXT (repeatable: any of them)")
@@ -84,40 +96,81 @@ def load_config(path: Path) -> CompareConfig:
     if not cfg.datasets or not cfg.methods or not cfg.seeds:
         raise UserError(f"{path}: datasets, methods and seeds must not be empty")
     for name, m in cfg.methods.items():
-        if not isinstance(m, dict) or "config" not in m or set(m) - {"config", "overrides"}:
+        if (not isinstance(m, dict) or "config" not in m
+                or set(m) - {"config", "overrides", "init_from"}):
             raise UserError(f"{path}: methods.{name}: expected {{config: YAML, overrides: "
-                            f"[...]}}")
+                            f"[...], init_from: METHOD (optional)}}")
+        start = m.get("init_from")
+        if start is not None and (start not in cfg.methods or start == name
+                                  or cfg.methods[start].get("init_from")):
+            raise UserError(f"{path}: methods.{name}.init_from: {start!r} is not another "
+                            f"method of this file that starts from scratch")
     for name, d in cfg.datasets.items():
-        unknown = set(d) - {"expert", "suboptimal", "expert_fraction", "seed"}
+        unknown = set(d) - {"expert", "suboptimal", "expert_fraction", "seed", "methods",
+                            "policy_inputs"}
         if not isinstance(d, dict) or "expert" not in d or unknown:
             raise UserError(f"{path}: datasets.{name}: expected expert, suboptimal, "
-                            f"expert_fraction, seed")
+                            f"expert_fraction, seed, methods, policy_inputs")
+        for key, known in (("methods", cfg.methods), ("policy_inputs", cfg.policy_inputs)):
+            extra = sorted(set(d.get(key, [])) - set(known))
+            if extra:
+                raise UserError(f"{path}: datasets.{name}.{key}: {extra} not in the "
+                                f"file's {key}")
+            if key == "methods":
+                for m in d.get(key, []):
+                    start = cfg.methods[m].get("init_from")
+                    if start and start not in d[key]:
+                        raise UserError(f"{path}: datasets.{name}.methods: {m} starts from "
+                                        f"{start}, which must run on this dataset too")
     missing = sorted(set(cfg.alpha_ablation) - set(cfg.datasets))
     if missing:
         raise UserError(f"{path}: alpha_ablation: unknown datasets {missing}")
     return cfg
 
 
-def _algorithm(method: dict) -> str:
-    """The method's training algorithm (its YAML + overrides, validated on the way)."""
+def _train_config(method: dict) -> Any:
+    """The method's training config (its YAML + overrides, validated on the way)."""
     from mberil_ros.algos.train_config import load_train_config
 
     overrides = ["dataset=<generated>", *method.get("overrides", [])]
-    return load_train_config(Path(_yaml(method["config"])), overrides).run.algorithm
+    return load_train_config(Path(_yaml(method["config"])), overrides)
+
+
+def _check_warm_starts(cfg: CompareConfig, resolved: dict[str, Any]) -> None:
+    """A policy can only start from a checkpoint with its own network and data settings:
+    say so before any job runs, not when the first warm-started job loads it hours later."""
+    for name, m in cfg.methods.items():
+        start = m.get("init_from")
+        if start is None:
+            continue
+        for part in ("network", "data"):
+            mine, theirs = (asdict(getattr(resolved[n].algo, part)) for n in (name, start))
+            differ = sorted(k for k in mine if k in theirs and mine[k] != theirs[k])
+            if differ:
+                raise UserError(f"methods.{name}: init_from {start} needs the same "
+                                f"algo.{part} settings, but {differ} differ")
 
 
 def all_jobs(cfg: CompareConfig) -> list[Job]:
-    jobs = []
-    algorithms = {name: _algorithm(m) for name, m in cfg.methods.items()}
-    for dataset in cfg.datasets:
-        for method in cfg.methods:
+    """Every job, those that start from another's policy after the others."""
+    jobs: dict[str, Job] = {}
+    resolved = {name: _train_config(m) for name, m in cfg.methods.items()}
+    _check_warm_starts(cfg, resolved)
+    algorithms = {name: r.run.algorithm for name, r in resolved.items()}
+    for dataset, spec in cfg.datasets.items():
+        names = spec.get("methods", list(cfg.methods))
+        for method in sorted(names, key=lambda m: bool(cfg.methods[m].get("init_from"))):
             mberil = algorithms[method] == "offline_mberil"
-            for inputs in cfg.policy_inputs:
+            start = cfg.methods[method].get("init_from")
+            for inputs in spec.get("policy_inputs", cfg.policy_inputs):
                 for seed in cfg.seeds:
-                    jobs.append(Job(dataset, method, inputs, int(seed)))
-                    if mberil and dataset in cfg.alpha_ablation:
-                        jobs.append(Job(dataset, method, inputs, int(seed), alpha0=True))
-    return jobs
+                    warm = jobs[Job(dataset, start, inputs, int(seed)).key] if start else None
+                    variants = [False, True] if mberil and dataset in cfg.alpha_ablation \
+                        else [False]
+                    for alpha0 in variants:
+                        job = Job(dataset, method, inputs, int(seed), alpha0, warm)
+                        jobs[job.key] = job
+    return sorted(jobs.values(), key=lambda j: j.warm_start is not None)
 
 
 def _mberil(*argv: str) -> list[str]:
@@ -167,6 +220,8 @@ class Plan:
                      f"algo.network.policy_inputs={job.inputs}"]
         if job.alpha0:
             overrides.append("algo.alpha=0.0")
+        if job.warm_start is not None:
+            overrides.append(f"algo.init_policy={self.best(job.warm_start)}")
         if self.args.device:
             overrides.append(f"device={self.args.device}")
         prefix = shlex.split(self.args.launcher)
@@ -178,9 +233,12 @@ class Plan:
             return [*prefix, "-m", "mberil_ros.cli", *argv]
         return _mberil(*argv)
 
+    def best(self, job: Job) -> Path:
+        return self.job_dir(job) / "run" / "checkpoints" / "best"
+
     def eval_command(self, job: Job) -> list[str]:
         nll = [a for p in self.test_sets() for a in ("--nll", str(p))]
-        return _mberil("eval", str(self.job_dir(job) / "run" / "checkpoints" / "best"),
+        return _mberil("eval", str(self.best(job)),
                        "--suite", "all", "--episodes", str(self.cfg.eval_episodes),
                        "--workers", "1", *nll, "--json", str(self.job_dir(job) / "eval.json"))
 
@@ -195,10 +253,21 @@ def _run_logged(argv: list[str], log: Path) -> None:
         raise UserError(f"`{shlex.join(argv[2:6])} ...` failed (exit {code}); see {log}")
 
 
+def _make_dataset(item: tuple[Path, list[str]]) -> None:
+    dest, argv = item
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    print(f"making {dest} ...", flush=True)
+    _run_logged(argv + ["--overwrite"], dest.parent / f"{dest.name}.log")
+
+
 def run_job(plan: Plan, job: Job) -> str:
     folder = plan.job_dir(job)
     folder.mkdir(parents=True, exist_ok=True)
     if not (folder / "train.done").exists():
+        warm = job.warm_start
+        if warm is not None and not (plan.job_dir(warm) / "train.done").exists():
+            raise UserError(f"{job.key}: its warm start {warm.key} has not finished training "
+                            f"(run that job first, or without --only/--shard splitting them)")
         _run_logged(plan.train_command(job), folder / "train.log")
         (folder / "train.done").touch()
     _run_logged(plan.eval_command(job), folder / "eval.log")
@@ -226,9 +295,18 @@ def run(args: argparse.Namespace) -> int:
     if args.jobs < 1:
         raise UserError(f"--jobs must be >= 1, got {args.jobs}")
     plan = Plan(cfg, args)
-    jobs = [j for i, j in enumerate(all_jobs(cfg)) if i % n == k
+    every = all_jobs(cfg)
+    families = {f: i for i, f in enumerate(dict.fromkeys(j.family for j in every))}
+    jobs = [j for j in every if families[j.family] % n == k
             and (not args.only or any(t in j.key for t in args.only))]
     todo = [j for j in jobs if not (plan.job_dir(j) / "eval.json").exists()]
+    planned = {j.key for j in todo}
+    for j in todo:
+        warm = j.warm_start
+        if (warm is not None and warm.key not in planned
+                and not (plan.job_dir(warm) / "train.done").exists()):
+            raise UserError(f"{j.key}: its warm start {warm.key} is neither trained nor among "
+                            f"the jobs to run (add it with --only, or keep it on this shard)")
     if args.dry_run:
         for dest, argv in plan.dataset_commands():
             print(("# exists: " if dest.exists() else "") + shlex.join(argv))
@@ -238,18 +316,20 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not args.report_only:
         plan.out.mkdir(parents=True, exist_ok=True)
-        for dest, argv in plan.dataset_commands():
-            if not (dest / "meta" / "info.json").exists():
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                print(f"making {dest} ...", flush=True)
-                _run_logged(argv + ["--overwrite"], dest.parent / f"{dest.name}.log")
-        print(f"{len(todo)} of {len(jobs)} jobs to run, {args.jobs} at once; logs in "
-              f"{plan.out / 'jobs'}/*/*/*/", flush=True)
         started = time.monotonic()
-        with ThreadPoolExecutor(args.jobs) as pool, tqdm(total=len(todo), unit="job") as bar:
-            for key in pool.map(lambda j: run_job(plan, j), todo):
-                bar.set_postfix_str(key)
-                bar.update(1)
+        with ThreadPoolExecutor(args.jobs) as pool:
+            list(pool.map(_make_dataset, [d for d in plan.dataset_commands()
+                                          if not (d[0] / "meta" / "info.json").exists()]))
+            print(f"{len(todo)} of {len(jobs)} jobs to run, {args.jobs} at once; logs in "
+                  f"{plan.out / 'jobs'}/*/*/*/", flush=True)
+            # two waves: a job that starts from another's policy waits for the first
+            waves = ([j for j in todo if j.warm_start is None],
+                     [j for j in todo if j.warm_start is not None])
+            with tqdm(total=len(todo), unit="job") as bar:
+                for wave in waves:
+                    for key in pool.map(lambda j: run_job(plan, j), wave):
+                        bar.set_postfix_str(key)
+                        bar.update(1)
         print(f"jobs done in {time.monotonic() - started:.0f} s")
     report = write_report(plan, all_jobs(cfg), path)
     print(report.read_text())

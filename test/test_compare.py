@@ -59,7 +59,9 @@ def test_dry_run_shards_and_filters(tmp_path, capsys):
     assert "# 20 of 20 jobs to run" in out and "sim-dataset" in out
     assert "algo.alpha=0.0" in out and "--nll" in out
     assert main(["compare", "--config", str(path), "--dry-run", "--shard", "1/3"]) == 0
-    assert "# 7 of 7 jobs to run" in capsys.readouterr().out  # jobs 1, 4, ..., 19
+    # 8 (dataset, inputs, seed) families; families 1, 4, 7: one of `mix` (bc, mberil,
+    # mberil alpha 0) and two of `pure` (bc, mberil)
+    assert "# 7 of 7 jobs to run" in capsys.readouterr().out
     assert main(["compare", "--config", str(path), "--dry-run", "--only", "pure/bc"]) == 0
     assert "# 4 of 4 jobs to run" in capsys.readouterr().out
 
@@ -103,9 +105,66 @@ def test_a_job_runs_end_to_end_and_is_reused(tmp_path, capsys):
     assert (job / "train.log").read_text() == log  # nothing trained again
 
 
+def warm_started(tmp_path: Path) -> Path:
+    """config() with Offline-MB-ERIL starting from the BC job, and `mix` restricted."""
+    path = config(tmp_path)
+    text = path.read_text().replace(
+        "mberil-mlp: {config: train.yaml,", "mberil-mlp: {config: train.yaml, init_from: bc-mlp,")
+    text = text.replace("seed: 10}", "seed: 10, policy_inputs: [state]}")
+    path.write_text(text)
+    return path
+
+
+def test_init_from_starts_each_mberil_job_from_its_own_bc_job(tmp_path):
+    cfg = load_config(warm_started(tmp_path))
+    jobs = all_jobs(cfg)
+    # `mix`: state only (bc, mberil, mberil alpha 0) x 2 seeds; `pure`: both inputs x 2 x 2
+    assert len(jobs) == 6 + 8
+    first_warm = next(i for i, j in enumerate(jobs) if j.warm_start is not None)
+    assert all(j.warm_start is None for j in jobs[:first_warm])  # warm starts run first
+    assert all(j.warm_start is not None for j in jobs[first_warm:])
+    plan = Plan(cfg, argparse.Namespace(device=None, launcher=""))
+    for job in jobs[first_warm:]:
+        warm = job.warm_start
+        assert (warm.method, warm.dataset, warm.inputs, warm.seed, warm.alpha0) == (
+            "bc-mlp", job.dataset, job.inputs, job.seed, False)
+        assert f"algo.init_policy={plan.best(warm)}" in plan.train_command(job)
+    assert not any("init_policy" in a for j in jobs[:first_warm]
+                   for a in plan.train_command(j))
+
+
+def test_warm_started_jobs_run_after_and_from_their_bc_job(tmp_path):
+    path = warm_started(tmp_path)
+    path.write_text(path.read_text().replace("seeds: [0, 1]", "seeds: [0]"))
+    assert main(["compare", "--config", str(path), "--jobs", "2", "--only", "mix/"]) == 0
+    jobs = tmp_path / "out" / "jobs" / "mix"
+    bc_best = jobs / "bc-mlp-state" / "seed0" / "run" / "checkpoints" / "best"
+    for group in ("bc-mlp-state", "mberil-mlp-state", "mberil-mlp-state-alpha0"):
+        assert job_numbers(jobs / group / "seed0" / "eval.json")
+    for group in ("mberil-mlp-state", "mberil-mlp-state-alpha0"):
+        saved = (jobs / group / "seed0" / "run" / "config.yaml").read_text()
+        assert f"init_policy: {bc_best}" in saved
+
+
+def test_a_job_whose_warm_start_is_missing_is_refused_in_one_line(tmp_path, capsys):
+    path = warm_started(tmp_path)
+    assert main(["compare", "--config", str(path), "--only", "pure/mberil-mlp-state/seed0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "warm start pure/bc-mlp-state/seed0 is neither trained" in err[0]
+
+
 @pytest.mark.parametrize("extra,needle", [
     ({"nonsense": "1"}, "unknown config key 'nonsense'"),
     ({"alpha_ablation": "[nowhere]"}, "alpha_ablation: unknown datasets ['nowhere']"),
+    ({"methods": "{a: {config: train.yaml, init_from: b}}"}, "methods.a.init_from: 'b'"),
+    ({"methods": "{a: {config: train_bc.yaml}, b: {config: train.yaml, init_from: a}}",
+      "datasets": "{d: {expert: 2, methods: [b]}}", "alpha_ablation": "[]"},
+     "datasets.d.methods: b starts from a"),
+    ({"datasets": "{d: {expert: 2, policy_inputs: [pixels]}}", "alpha_ablation": "[]"},
+     "datasets.d.policy_inputs: ['pixels']"),
+    ({"methods": "{a: {config: train_bc.yaml}, b: {config: train.yaml, init_from: a, "
+                 "overrides: [algo.network.d_model=8]}}"},
+     "methods.b: init_from a needs the same algo.network settings, but ['d_model'] differ"),
 ])
 def test_bad_config_is_one_line(tmp_path, capsys, extra, needle):
     path = config(tmp_path, **extra)
@@ -121,12 +180,19 @@ def test_bad_shard_is_one_line(tmp_path, capsys):
 
 def test_the_shipped_comparison_config_is_valid(tmp_path):
     """Every job of config/compare.yaml resolves to a valid training config."""
-    from mberil_ros.algos.train_config import load_train_config
     from mberil_ros.paths import config_file
 
-    cfg = load_config(config_file("compare.yaml"))
+    for name, count in (("compare.yaml", 4 * 2 * 4 * 3 + 2 * 2 * 3),  # + alpha ablation
+                        ("compare_cpu.yaml", 4 * 2 * 3 + 3 * 3)):  # mixed50: bc, mberil x2
+        _check_shipped(config_file(name), count)
+
+
+def _check_shipped(path: Path, count: int) -> None:
+    from mberil_ros.algos.train_config import load_train_config
+
+    cfg = load_config(path)
     jobs = all_jobs(cfg)
-    assert len(jobs) == 4 * 2 * 4 * 3 + 2 * 2 * 3  # + the alpha ablation on mixed50
+    assert len(jobs) == count
     plan = Plan(cfg, argparse.Namespace(device=None, launcher=""))
     for job in jobs:
         argv = plan.train_command(job)
