@@ -20,6 +20,7 @@ once all are done); --device puts a shard on one GPU.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
 import subprocess
@@ -31,8 +32,10 @@ from pathlib import Path
 from typing import Any
 
 from mberil_ros.errors import UserError
-from mberil_ros.paths import config_file
+from mberil_ros.paths import config_file, write_text_atomic
 from mberil_ros.settings import from_mapping, read_yaml, setting
+
+SETTINGS = "settings.json"  # a job's settings, recorded when it starts
 
 
 @dataclass
@@ -212,7 +215,7 @@ class Plan:
     def job_dir(self, job: Job) -> Path:
         return self.out / "jobs" / job.key
 
-    def train_command(self, job: Job) -> list[str]:
+    def train_command(self, job: Job, fresh: bool = False) -> list[str]:
         m = self.cfg.methods[job.method]
         run = self.job_dir(job) / "run"
         overrides = [f"dataset={self.dataset(job.dataset)}", f"output_dir={run.parent}",
@@ -225,13 +228,27 @@ class Plan:
         if self.args.device:
             overrides.append(f"device={self.args.device}")
         prefix = shlex.split(self.args.launcher)
-        if (run / "checkpoints" / "last").exists():
+        if not fresh and (run / "checkpoints" / "last").exists():
             argv = ["train", "--resume", str(run)]
         else:
             argv = ["train", "--config", _yaml(m["config"]), *overrides]
         if prefix:
             return [*prefix, "-m", "mberil_ros.cli", *argv]
         return _mberil(*argv)
+
+    def settings(self, job: Job) -> dict[str, Any]:
+        """What decides a job's numbers: its resolved training config (the device aside) and
+        its evaluation's arguments. Recorded when the job starts (settings.json)."""
+        from mberil_ros.algos.train_config import load_train_config
+
+        m = self.cfg.methods[job.method]
+        argv = self.train_command(job, fresh=True)
+        at = argv.index("--config")
+        train = load_train_config(Path(argv[at + 1]), argv[at + 2:])
+        run = {k: v for k, v in asdict(train.run).items() if k != "device"}
+        return json.loads(json.dumps({"config": Path(m["config"]).name, "run": run,
+                                      "algo": asdict(train.algo),
+                                      "eval": self.eval_command(job)[3:]}, default=str))
 
     def best(self, job: Job) -> Path:
         return self.job_dir(job) / "run" / "checkpoints" / "best"
@@ -260,9 +277,36 @@ def _make_dataset(item: tuple[Path, list[str]]) -> None:
     _run_logged(argv + ["--overwrite"], dest.parent / f"{dest.name}.log")
 
 
+def _first_difference(old: Any, new: Any, where: str = "") -> str:
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in sorted(set(old) | set(new)):
+            if old.get(key) != new.get(key):
+                return _first_difference(old.get(key), new.get(key), f"{where}.{key}")
+    return f"{where.lstrip('.')}: {old!r} -> {new!r}"
+
+
+def check_settings(plan: Plan, jobs: list[Job]) -> None:
+    """Refuse to mix results of other settings into the table: a job that ran (or started)
+    with settings the config no longer gives is never reused or silently replaced."""
+    changed = []
+    for job in jobs:
+        path = plan.job_dir(job) / SETTINGS
+        if path.exists():
+            old = json.loads(path.read_text())
+            if old != plan.settings(job):
+                changed.append(f"{job.key} ({_first_difference(old, plan.settings(job))})")
+    if changed:
+        raise UserError(f"{len(changed)} job(s) in {plan.out / 'jobs'} ran with other settings "
+                        f"than the config gives now: {changed[0]}"
+                        + (f" and {len(changed) - 1} more" if len(changed) > 1 else "")
+                        + "; use another `output:` folder, or delete those job folders")
+
+
 def run_job(plan: Plan, job: Job) -> str:
     folder = plan.job_dir(job)
     folder.mkdir(parents=True, exist_ok=True)
+    if not (folder / SETTINGS).exists():
+        write_text_atomic(folder / SETTINGS, json.dumps(plan.settings(job), indent=1))
     if not (folder / "train.done").exists():
         warm = job.warm_start
         if warm is not None and not (plan.job_dir(warm) / "train.done").exists():
@@ -299,6 +343,7 @@ def run(args: argparse.Namespace) -> int:
     families = {f: i for i, f in enumerate(dict.fromkeys(j.family for j in every))}
     jobs = [j for j in every if families[j.family] % n == k
             and (not args.only or any(t in j.key for t in args.only))]
+    check_settings(plan, jobs)
     todo = [j for j in jobs if not (plan.job_dir(j) / "eval.json").exists()]
     planned = {j.key for j in todo}
     for j in todo:

@@ -103,6 +103,12 @@ def test_a_job_runs_end_to_end_and_is_reused(tmp_path, capsys):
     assert main(["compare", "--config", str(path), *only]) == 0
     assert "0 of 1 jobs to run" in capsys.readouterr().out
     assert (job / "train.log").read_text() == log  # nothing trained again
+    # a changed method is never mixed into the table nor silently replaced
+    path.write_text(path.read_text().replace("overrides: [steps=4,", "overrides: [steps=5,"))
+    assert main(["compare", "--config", str(path), *only]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "mix/bc-mlp-state/seed0 (run.steps: 4 -> 5)" in err[0]
+    assert job_numbers(job / "eval.json") == numbers
 
 
 def warm_started(tmp_path: Path) -> Path:
@@ -194,7 +200,7 @@ def _check_shipped(path: Path, count: int) -> None:
     jobs = all_jobs(cfg)
     assert len(jobs) == count
     plan = Plan(cfg, argparse.Namespace(device=None, launcher=""))
-    for job in jobs:
-        argv = plan.train_command(job)
+    for job in jobs:  # (the command a fresh job runs, whatever OUTPUT holds here)
+        argv = plan.train_command(job, fresh=True)
         at = argv.index("--config")
         load_train_config(Path(argv[at + 1]), argv[at + 2:])
