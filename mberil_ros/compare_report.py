@@ -82,6 +82,7 @@ def write_report(plan: Any, jobs: list[Any], config_path: Path) -> Path:
                + [_cell(values.get(f"nll_pi/{t}", []), 2) for t in tests]
                + [_cell(values.get(f"nll_m/{t}", []), 2) for t in tests])
         lines.append("| " + " | ".join(row) + " |")
+    lines += _paired_with_warm_start(plan, jobs, per_job, tests)
     if missing:
         lines += ["", f"Not finished ({len(missing)}): " + ", ".join(missing)]
     out = plan.out
@@ -98,6 +99,35 @@ def write_report(plan: Any, jobs: list[Any], config_path: Path) -> Path:
     md = out / "results.md"
     write_text_atomic(md, "\n".join(lines) + "\n")
     return md
+
+
+def _paired_with_warm_start(plan: Any, jobs: list[Any], per_job: dict[str, dict[str, float]],
+                            tests: list[str]) -> list[str]:
+    """Each warm-started job minus the job it started from (same dataset, inputs and seed):
+    the adversarial phase's own effect, without the seed-to-seed spread of the warm start."""
+    diffs: dict[tuple[str, str], dict[str, list[float]]] = {}
+    for job in jobs:
+        warm = getattr(job, "warm_start", None)
+        if warm is None or job.key not in per_job or warm.key not in per_job:
+            continue
+        mine, theirs = per_job[job.key], per_job[warm.key]
+        group = diffs.setdefault((job.dataset, f"{job.group} - {warm.group}"), {})
+        for k in mine.keys() & theirs.keys():
+            group.setdefault(k, []).append(mine[k] - theirs[k])
+    if not diffs:
+        return []
+    header = (["dataset", "job - its warm start", "pairs"] + [f"Δ success {s}" for s in SUITES]
+              + [f"Δ NLL_pi {t}" for t in tests])
+    lines = ["", "Each warm-started job minus the BC job it started from (same dataset, "
+             "inputs and seed): mean ± std of the paired differences.", "",
+             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for (dataset, group), values in sorted(diffs.items()):
+        pairs = len(next(iter(values.values()), []))
+        lines.append("| " + " | ".join(
+            [dataset, group, str(pairs)]
+            + [_cell(values.get(f"success/{s}", []), 2) for s in SUITES]
+            + [_cell(values.get(f"nll_pi/{t}", []), 2) for t in tests]) + " |")
+    return lines
 
 
 def _plot(path: Path, groups: dict[tuple[str, str], dict[str, list[float]]]) -> None:

@@ -150,6 +150,13 @@ def test_warm_started_jobs_run_after_and_from_their_bc_job(tmp_path):
     for group in ("mberil-mlp-state", "mberil-mlp-state-alpha0"):
         saved = (jobs / group / "seed0" / "run" / "config.yaml").read_text()
         assert f"init_policy: {bc_best}" in saved
+    bc = job_numbers(jobs / "bc-mlp-state" / "seed0" / "eval.json")
+    mb = job_numbers(jobs / "mberil-mlp-state" / "seed0" / "eval.json")
+    md = (tmp_path / "out" / "results.md").read_text()
+    paired = next(line for line in md.splitlines()
+                  if line.startswith("| mix | mberil-mlp-state - bc-mlp-state | 1 |"))
+    delta = mb["nll_pi/heldout_obstacles"] - bc["nll_pi/heldout_obstacles"]
+    assert paired.rstrip(" |").endswith(f"{delta:.2f}")
 
 
 def test_a_job_whose_warm_start_is_missing_is_refused_in_one_line(tmp_path, capsys):
