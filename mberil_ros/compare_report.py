@@ -17,7 +17,8 @@ from mberil_ros.paths import write_text_atomic
 SUITES = ("train", "heldout_init", "heldout_obstacles")
 
 
-def _commit() -> str:
+def code_commit() -> str:
+    """This checkout's commit, marked when the package or config folders differ from it."""
     root = Path(__file__).resolve().parents[1]
     try:
         head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
@@ -70,7 +71,8 @@ def write_report(plan: Any, jobs: list[Any], config_path: Path) -> Path:
     header = (["dataset", "method", "seeds"] + [f"success {s}" for s in SUITES]
               + [f"NLL_pi {t}" for t in tests] + [f"NLL_m {t}" for t in tests])
     lines = [f"# mberil compare: {config_path}", "",
-             f"Commit {_commit()}; command `mberil compare --config {config_path}`. "
+             f"Report written at commit {code_commit()}; command `mberil compare --config "
+             f"{config_path}`. "
              "Success: closed loop on fresh layouts (`best` checkpoints, chosen on validation "
              "layouts of the train suite); NLL on expert demonstrations of the held-out "
              "suites (lower is better). Mean ± std over seeds.", "",
@@ -83,6 +85,13 @@ def write_report(plan: Any, jobs: list[Any], config_path: Path) -> Path:
                + [_cell(values.get(f"nll_m/{t}", []), 2) for t in tests])
         lines.append("| " + " | ".join(row) + " |")
     lines += _paired_with_warm_start(plan, jobs, per_job, tests)
+    ran_at: dict[str, int] = {}
+    for key in per_job:
+        path = plan.out / "jobs" / key / "commit.txt"
+        commit = path.read_text().strip() if path.exists() else "not recorded"
+        ran_at[commit] = ran_at.get(commit, 0) + 1
+    lines += ["", "Jobs ran at commit " + ", ".join(f"{c} ({n} jobs)"
+                                                   for c, n in sorted(ran_at.items())) + "."]
     if missing:
         lines += ["", f"Not finished ({len(missing)}): " + ", ".join(missing)]
     out = plan.out
@@ -92,8 +101,8 @@ def write_report(plan: Any, jobs: list[Any], config_path: Path) -> Path:
         commands += [shlex.join(plan.train_command(job)), shlex.join(plan.eval_command(job))]
     write_text_atomic(out / "commands.txt", "\n".join(commands) + "\n")
     write_text_atomic(out / "results.json", json.dumps(
-        {"commit": _commit(), "config": str(config_path), "jobs": per_job,
-         "missing": missing}, indent=1))
+        {"commit": code_commit(), "config": str(config_path), "jobs": per_job,
+         "ran_at": ran_at, "missing": missing}, indent=1))
     if groups:
         _plot(out / "plots" / "success.png", groups)
     md = out / "results.md"

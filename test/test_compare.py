@@ -94,6 +94,8 @@ def test_a_job_runs_end_to_end_and_is_reused(tmp_path, capsys):
     row = next(line for line in md.splitlines() if line.startswith("| mix | bc-mlp-state |"))
     assert f"{numbers['nll_pi/heldout_obstacles']:.2f}" in row
     assert "Not finished (9)" in md  # the other jobs of the matrix
+    commit = (job / "commit.txt").read_text().strip()
+    assert commit and f"Jobs ran at commit {commit} (1 jobs)." in md
     results = json.loads((out_dir / "results.json").read_text())
     assert results["jobs"]["mix/bc-mlp-state/seed0"] == numbers
     assert (out_dir / "plots" / "success.png").read_bytes()[:4] == b"\x89PNG"
