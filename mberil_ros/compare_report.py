@@ -151,7 +151,8 @@ def _plot(path: Path, groups: dict[tuple[str, str], dict[str, list[float]]]) -> 
     width = 0.8 / len(SUITES)
     for k, suite in enumerate(SUITES):
         means = [np.mean(groups[g].get(f"success/{suite}", [0.0])) for g in keys]
-        errs = [np.std(groups[g].get(f"success/{suite}", [0.0])) for g in keys]
+        errs = [np.std(v, ddof=1) if len(v) > 1 else 0.0  # as in the table
+                for v in (groups[g].get(f"success/{suite}", [0.0]) for g in keys)]
         ax.bar([i + k * width for i in range(len(keys))], means, width, yerr=errs,
                label=suite, capsize=2)
     ax.set_xticks([i + width for i in range(len(keys))], [f"{d}\n{g}" for d, g in keys],
