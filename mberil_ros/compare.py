@@ -36,7 +36,6 @@ from mberil_ros.paths import config_file, write_text_atomic
 from mberil_ros.settings import from_mapping, read_yaml, setting
 
 SETTINGS = "settings.json"  # a job's settings, recorded when it starts
-COMMIT = "commit.txt"  # the code's commit when it started (the report lists them)
 
 
 @dataclass
@@ -307,7 +306,7 @@ def run_job(plan: Plan, job: Job) -> str:
     folder = plan.job_dir(job)
     folder.mkdir(parents=True, exist_ok=True)
     if not (folder / SETTINGS).exists():
-        from mberil_ros.compare_report import code_commit
+        from mberil_ros.compare_report import COMMIT, code_commit
 
         write_text_atomic(folder / SETTINGS, json.dumps(plan.settings(job), indent=1))
         write_text_atomic(folder / COMMIT, code_commit() + "\n")

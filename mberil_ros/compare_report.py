@@ -15,6 +15,7 @@ import numpy as np
 from mberil_ros.paths import write_text_atomic
 
 SUITES = ("train", "heldout_init", "heldout_obstacles")
+COMMIT = "commit.txt"  # in each job folder: the code's commit when the job started
 
 
 def code_commit() -> str:
@@ -87,7 +88,7 @@ def write_report(plan: Any, jobs: list[Any], config_path: Path) -> Path:
     lines += _paired_with_warm_start(plan, jobs, per_job, tests)
     ran_at: dict[str, int] = {}
     for key in per_job:
-        path = plan.out / "jobs" / key / "commit.txt"
+        path = plan.out / "jobs" / key / COMMIT
         commit = path.read_text().strip() if path.exists() else "not recorded"
         ran_at[commit] = ran_at.get(commit, 0) + 1
     lines += ["", "Jobs ran at commit " + ", ".join(f"{c} ({n} jobs)"
