@@ -43,8 +43,8 @@ class DemoOptions:
     """`mberil demo` options (flags or KEY=VALUE); --quick changes the defaults only."""
 
     output: str = setting("mberil-demo", "folder for every artefact (reused by a re-run)")
-    expert_episodes: int = setting(150, "expert demonstrations to record")
-    suboptimal_episodes: int = setting(30, "sub-optimal demonstrations to record (unlabeled "
+    expert_episodes: int = setting(400, "expert demonstrations to record")
+    suboptimal_episodes: int = setting(60, "sub-optimal demonstrations to record (unlabeled "
                                        "data for the PU discriminators)")
     seed: int = setting(0, "layout seed of the first recorded episode")
     train_config: str = setting("", "training YAML (default: the package's config/demo.yaml)")
@@ -64,7 +64,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = (
         "stages: " + " -> ".join(STAGES) + " (a re-run skips finished ones)\n"
         "examples:\n"
-        "  mberil demo                    # 20-30 min on 2 CPU cores\n"
+        "  mberil demo                    # ~19 min on 2 idle CPU cores\n"
+        "  mberil demo expert_episodes=150 suboptimal_episodes=30   # ~12 min, weaker policy\n"
         "  mberil demo --quick -o /tmp/demo-quick\n"
         "  mberil demo eval_episodes=100  # re-runs eval and the stages after it\n"
         "  mberil demo --train algo.bc_warmstart_steps=3000 --train steps=3400")
