@@ -215,23 +215,28 @@ class Plan:
     def job_dir(self, job: Job) -> Path:
         return self.out / "jobs" / job.key
 
-    def train_command(self, job: Job, fresh: bool = False) -> list[str]:
+    def overrides(self, job: Job) -> list[str]:
+        """The `mberil train` overrides of a fresh job (on top of its method's YAML)."""
         m = self.cfg.methods[job.method]
-        run = self.job_dir(job) / "run"
-        overrides = [f"dataset={self.dataset(job.dataset)}", f"output_dir={run.parent}",
-                     "name=run", f"seed={job.seed}", *self.cfg.train, *m.get("overrides", []),
-                     f"algo.network.policy_inputs={job.inputs}"]
+        out = [f"dataset={self.dataset(job.dataset)}", f"output_dir={self.job_dir(job)}",
+               "name=run", f"seed={job.seed}", *self.cfg.train, *m.get("overrides", []),
+               f"algo.network.policy_inputs={job.inputs}"]
         if job.alpha0:
-            overrides.append("algo.alpha=0.0")
+            out.append("algo.alpha=0.0")
         if job.warm_start is not None:
-            overrides.append(f"algo.init_policy={self.best(job.warm_start)}")
+            out.append(f"algo.init_policy={self.best(job.warm_start)}")
         if self.args.device:
-            overrides.append(f"device={self.args.device}")
+            out.append(f"device={self.args.device}")
+        return out
+
+    def train_command(self, job: Job) -> list[str]:
+        run = self.job_dir(job) / "run"
         prefix = shlex.split(self.args.launcher)
-        if not fresh and (run / "checkpoints" / "last").exists():
+        if (run / "checkpoints" / "last").exists():
             argv = ["train", "--resume", str(run)]
         else:
-            argv = ["train", "--config", _yaml(m["config"]), *overrides]
+            argv = ["train", "--config", _yaml(self.cfg.methods[job.method]["config"]),
+                    *self.overrides(job)]
         if prefix:
             return [*prefix, "-m", "mberil_ros.cli", *argv]
         return _mberil(*argv)
@@ -242,9 +247,7 @@ class Plan:
         from mberil_ros.algos.train_config import load_train_config
 
         m = self.cfg.methods[job.method]
-        argv = self.train_command(job, fresh=True)
-        at = argv.index("--config")
-        train = load_train_config(Path(argv[at + 1]), argv[at + 2:])
+        train = load_train_config(Path(_yaml(m["config"])), self.overrides(job))
         run = {k: v for k, v in asdict(train.run).items() if k != "device"}
         return json.loads(json.dumps({"config": Path(m["config"]).name, "run": run,
                                       "algo": asdict(train.algo),
@@ -292,9 +295,9 @@ def check_settings(plan: Plan, jobs: list[Job]) -> None:
     for job in jobs:
         path = plan.job_dir(job) / SETTINGS
         if path.exists():
-            old = json.loads(path.read_text())
-            if old != plan.settings(job):
-                changed.append(f"{job.key} ({_first_difference(old, plan.settings(job))})")
+            old, now = json.loads(path.read_text()), plan.settings(job)
+            if old != now:
+                changed.append(f"{job.key} ({_first_difference(old, now)})")
     if changed:
         raise UserError(f"{len(changed)} job(s) in {plan.out / 'jobs'} ran with other settings "
                         f"than the config gives now: {changed[0]}"
@@ -310,11 +313,7 @@ def run_job(plan: Plan, job: Job) -> str:
 
         write_text_atomic(folder / SETTINGS, json.dumps(plan.settings(job), indent=1))
         write_text_atomic(folder / COMMIT, code_commit() + "\n")
-    if not (folder / "train.done").exists():
-        warm = job.warm_start
-        if warm is not None and not (plan.job_dir(warm) / "train.done").exists():
-            raise UserError(f"{job.key}: its warm start {warm.key} has not finished training "
-                            f"(run that job first, or without --only/--shard splitting them)")
+    if not (folder / "train.done").exists():  # (run() checked that its warm start is)
         _run_logged(plan.train_command(job), folder / "train.log")
         (folder / "train.done").touch()
     _run_logged(plan.eval_command(job), folder / "eval.log")

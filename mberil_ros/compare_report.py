@@ -87,8 +87,10 @@ def write_report(plan: Any, jobs: list[Any], config_path: Path) -> Path:
         lines.append("| " + " | ".join(row) + " |")
     lines += _paired_with_warm_start(plan, jobs, per_job, tests)
     ran_at: dict[str, int] = {}
-    for key in per_job:
-        path = plan.out / "jobs" / key / COMMIT
+    for job in jobs:
+        if job.key not in per_job:
+            continue
+        path = plan.job_dir(job) / COMMIT
         commit = path.read_text().strip() if path.exists() else "not recorded"
         ran_at[commit] = ran_at.get(commit, 0) + 1
     lines += ["", "Jobs ran at commit " + ", ".join(f"{c} ({n} jobs)"

@@ -204,12 +204,12 @@ def test_the_shipped_comparison_config_is_valid(tmp_path):
 
 def _check_shipped(path: Path, count: int) -> None:
     from mberil_ros.algos.train_config import load_train_config
+    from mberil_ros.paths import config_file
 
     cfg = load_config(path)
     jobs = all_jobs(cfg)
     assert len(jobs) == count
     plan = Plan(cfg, argparse.Namespace(device=None, launcher=""))
-    for job in jobs:  # (the command a fresh job runs, whatever OUTPUT holds here)
-        argv = plan.train_command(job, fresh=True)
-        at = argv.index("--config")
-        load_train_config(Path(argv[at + 1]), argv[at + 2:])
+    for job in jobs:  # (what a fresh job runs, whatever OUTPUT holds here)
+        load_train_config(Path(config_file(cfg.methods[job.method]["config"])),
+                          plan.overrides(job))
