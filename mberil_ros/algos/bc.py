@@ -22,7 +22,7 @@ import torch
 from mberil_ros.algos.base import no_grad_sync
 from mberil_ros.algos.common import (
     NetworkConfig,
-    configure_features,
+    configure_inputs,
     generator_state,
     make_optimizer,
     nested,
@@ -75,7 +75,7 @@ def build_policy(net: NetworkConfig, data: OfflineData) -> TanhGaussianPolicy:
     enc = dataclasses.replace(net.encoder(data.obs_dim, data.act_dim),
                               ignore_dims=net.policy_ignore_dims(data.state_names))
     policy = TanhGaussianPolicy(PolicyConfig(encoder=enc, hidden=net.head_hidden))
-    configure_features(data, policy)
+    configure_inputs(data, policy)
     return policy
 
 

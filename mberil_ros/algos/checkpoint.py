@@ -65,6 +65,9 @@ def load_modules(modules: dict[str, torch.nn.Module], weights: dict[str, torch.T
             f"{tuple(weights[shapes[0]].shape)}, model {tuple(expected[shapes[0]])})"
             if shapes else "",
         ) if part)
+        if missing and all(k.endswith((".input_low", ".input_high")) for k in missing):
+            detail += ("; it was trained without input clipping: set "
+                       "algo.network.clip_inputs=false to use it")
         raise UserError(f"{source}: checkpoint from another architecture ({detail})")
     for name, module in modules.items():
         prefix = f"{name}."

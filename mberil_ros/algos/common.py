@@ -14,6 +14,7 @@ from torch import nn
 
 from mberil_ros.algos.data import OfflineData
 from mberil_ros.models.config import BACKBONES, FEATURES, INPUTS, EncoderConfig, MambaConfig
+from mberil_ros.models.encoder import SequenceEncoder
 from mberil_ros.models.hand_features import HandFeatures
 from mberil_ros.models.heads import tanh_gaussian_log_prob
 from mberil_ros.settings import from_mapping
@@ -43,6 +44,10 @@ class NetworkConfig:
     policy_ignore: list[str] = field(default_factory=lambda: ["*.vel"])  # observation
     #   features the POLICY does not read, fnmatch patterns on the state names ("*.vel":
     #   joint velocities let a cloned policy copy its last motion, docs/learning.md)
+    clip_inputs: bool = True  # every network clamps x_t and its features to the range they
+    #   take on the training split: a value never seen in training (a taller obstacle) reads
+    #   as the nearest one seen instead of driving the network where it was never fitted
+    #   (docs/learning.md); the bounds are buffers in the checkpoint
 
     def __post_init__(self) -> None:
         if self.backbone not in BACKBONES:
@@ -55,6 +60,9 @@ class NetworkConfig:
         if self.features not in FEATURES:
             raise ValueError(f"network.features must be one of {FEATURES}, got "
                              f"{self.features!r}")
+        if not isinstance(self.clip_inputs, bool):
+            raise ValueError(f"network.clip_inputs must be true or false, got "
+                             f"{self.clip_inputs!r}")
         if self.policy_inputs not in INPUTS:
             raise ValueError(f"network.policy_inputs must be one of {INPUTS}, got "
                              f"{self.policy_inputs!r}")
@@ -81,23 +89,29 @@ class NetworkConfig:
     def encoder(self, obs_dim: int, act_dim: int) -> EncoderConfig:
         return EncoderConfig(obs_dim=obs_dim, act_dim=act_dim, backbone=self.backbone,
                              inputs=self.policy_inputs, features=self.features,
+                             clip_inputs=self.clip_inputs,
                              d_model=self.d_model, n_layers=self.n_layers, context=self.context,
                              mlp_hidden=self.mlp_hidden,
                              mamba=MambaConfig(d_model=self.d_model, d_state=self.d_state,
                                                d_conv=self.d_conv, expand=self.expand))
 
 
-def configure_features(data: OfflineData, *modules: nn.Module) -> None:
-    """Fit every HandFeatures inside ``modules`` to the dataset: its observation layout and
-    joints, the codec's normalization and feature statistics of the training split. Call
-    before moving the modules to a device."""
-    layers = [m for module in modules for m in module.modules() if isinstance(m, HandFeatures)]
-    if not layers:
+def configure_inputs(data: OfflineData, *modules: nn.Module) -> None:
+    """Fit what the networks inside ``modules`` compute from x_t to the training split: every
+    HandFeatures (observation layout, joints, the codec's normalization, feature statistics),
+    then every clipping encoder's input range. Call before moving the modules to a device."""
+    features = [m for module in modules for m in module.modules() if isinstance(m, HandFeatures)]
+    clipping = [m for module in modules for m in module.modules()
+                if isinstance(m, SequenceEncoder) and m.cfg.clip_inputs]
+    if not features and not clipping:
         return
     raw = data.train_observations()
-    for layer in layers:
+    for layer in features:
         layer.configure(data.state_names, data.joint_names, data.codec.obs_mean,
                         data.codec.obs_scale, raw)
+    x_n = torch.from_numpy(data.codec.obs(raw))
+    for encoder in clipping:
+        encoder.fit_input_range(x_n)
 
 
 def nested(obj: Any, name: str, cls: type) -> None:

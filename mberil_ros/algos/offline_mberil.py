@@ -47,7 +47,7 @@ from mberil_ros.algos.bc import (
 from mberil_ros.algos.common import (
     NetworkConfig,
     clone_frozen,
-    configure_features,
+    configure_inputs,
     frozen,
     generator_state,
     make_optimizer,
@@ -207,7 +207,7 @@ class OfflineMBERIL:
                 self.disc = Discriminator(dcfg)
             else:
                 self.disc = UnstructuredDiscriminator(dcfg, len(data.dynamic_dims))
-        configure_features(data, self.model, self.disc)
+        configure_inputs(data, self.model, self.disc)
         self.model, self.disc = self.model.to(self.device), self.disc.to(self.device)
         self.policy_base = self.model_base = None
         if c.baseline != "uniform":

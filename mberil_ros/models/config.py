@@ -92,6 +92,7 @@ class EncoderConfig:
     inputs: str = "state"  # one of INPUTS (both backbones; NetworkConfig.policy_inputs)
     features: str = "none"  # one of FEATURES
     ignore_dims: list[int] | None = None  # observation dims this encoder does not read
+    clip_inputs: bool = False  # clamp x_t and its features to the training split's range
     d_model: int = 128
     n_layers: int = 4
     context: int = 32

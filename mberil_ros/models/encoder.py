@@ -7,6 +7,11 @@ history h_t that ends in x_t. Heads that condition on the
 current action u_t (dynamics, r, Q) concatenate it to the latent; V reads the latent alone.
 This keeps V(x) independent of u_t and makes the MLP baseline (x_t alone) a drop-in.
 
+Input range (``clip_inputs``): x_k (the observation dims the encoder reads) and its hand
+features are clamped to the range they take on the training split (fit_input_range, buffers
+in the checkpoint). A value outside it (a taller obstacle than any in training) then reads as
+the nearest value the network was fitted on; the previous-action token is not clamped.
+
 Time-step embedding ("learned_clamped"): a learned table of `context` rows; step t uses row
 min(t, context - 1). Training sequences start at the episode start, so the recurrent state at
 step t equals the full-sequence forward over the prefix x_0..x_t, past `context` too.
@@ -77,8 +82,11 @@ class SequenceEncoder(nn.Module):
         # config-derived, so not saved: a checkpoint rebuilds it from its policy_config
         self.register_buffer("keep_index", torch.tensor(keep, dtype=torch.long),
                              persistent=False)
-        in_dim = (len(keep) + (cfg.act_dim if self.uses_prev else 0)
-                  + (self.features.out_dim if self.features is not None else 0))
+        state_dim = len(keep) + (self.features.out_dim if self.features is not None else 0)
+        if cfg.clip_inputs:  # +-inf (no clamp) until fit_input_range()
+            self.register_buffer("input_low", torch.full((state_dim,), -torch.inf))
+            self.register_buffer("input_high", torch.full((state_dim,), torch.inf))
+        in_dim = state_dim + (cfg.act_dim if self.uses_prev else 0)
         if cfg.backbone == "mlp":
             self.mlp = nn.Sequential(
                 nn.Linear(in_dim, cfg.mlp_hidden), nn.SiLU(),
@@ -99,10 +107,25 @@ class SequenceEncoder(nn.Module):
             h = h + self.time_embed(t.clamp(max=self.cfg.context - 1))
         return h
 
+    def _state_inputs(self, obs: torch.Tensor) -> torch.Tensor:
+        """What the encoder reads from x_t: the kept observation dims and their features,
+        before any clamp."""
+        x = obs if self.cfg.ignore_dims is None else obs.index_select(-1, self.keep_index)
+        return x if self.features is None else torch.cat([x, self.features(obs)], dim=-1)
+
+    @torch.no_grad()
+    def fit_input_range(self, obs: torch.Tensor) -> None:
+        """Clamp bounds from normalized training observations (n, obs_dim); HandFeatures
+        must be configured first."""
+        x = self._state_inputs(obs)
+        self.input_low.copy_(x.min(0).values)
+        self.input_high.copy_(x.max(0).values)
+
     def _inputs(self, obs: torch.Tensor, prev_act: torch.Tensor | None) -> torch.Tensor:
-        parts = [obs if self.cfg.ignore_dims is None else obs.index_select(-1, self.keep_index)]
-        if self.features is not None:
-            parts.append(self.features(obs))
+        x = self._state_inputs(obs)
+        if self.cfg.clip_inputs:
+            x = torch.maximum(torch.minimum(x, self.input_high), self.input_low)
+        parts = [x]
         if self.uses_prev:
             parts.append(prev_act if prev_act is not None
                          else obs.new_zeros(*obs.shape[:-1], self.cfg.act_dim))
