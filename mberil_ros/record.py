@@ -35,6 +35,7 @@ from mberil_ros.settings import (
     setting,
     setting_of,
 )
+from mberil_ros.sim.spaces import SETTLE_TICKS
 
 
 @dataclass
@@ -51,6 +52,8 @@ class RecordOptions:
     storage: str = setting("mcap", "rosbag2 storage: mcap | sqlite3")
     real_time_factor: float = setting(10.0, "upper bound on sim speed relative to the wall "
                                       "clock; the sim runs in lockstep with the demonstrator")
+    settle_ticks: int = setting(SETTLE_TICKS, "ticks a successful episode goes on after "
+                                "reaching the target, the hand held there")
     max_bag_duration: float = setting_of(BagSplitting, "max_bag_duration")
     max_bag_size: int = setting_of(BagSplitting, "max_bag_size")
 
@@ -63,7 +66,7 @@ def node_parameters(o: dict[str, Any]) -> dict[str, dict[str, Any]]:
         # episodes start when the demonstrator resets the sim; lockstep pairs each recorded
         # state with the command computed from it
         "sim_node": {**common, "real_time_factor": o["real_time_factor"],
-                     "auto_start": False, "lockstep": True},
+                     "settle_ticks": o["settle_ticks"], "auto_start": False, "lockstep": True},
         "recorder_node": {"output": o["output"], "storage": o["storage"],
                           "max_bag_duration": o["max_bag_duration"],
                           "max_bag_size": o["max_bag_size"], "use_sim_time": True},
@@ -107,7 +110,7 @@ def resolve_options(args: argparse.Namespace) -> dict:
         raise UserError("no output bag given (-o/--output or `output:` in --config)")
     if Path(options["output"]).exists():
         raise UserError(f"{options['output']}: output bag already exists")
-    for key in ("expert_episodes", "suboptimal_episodes", "seed"):
+    for key in ("expert_episodes", "suboptimal_episodes", "seed", "settle_ticks"):
         if not isinstance(options[key], int) or options[key] < 0:
             raise UserError(f"{key} must be a non-negative integer, got {options[key]!r}")
     if options["expert_episodes"] + options["suboptimal_episodes"] == 0:

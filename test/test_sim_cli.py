@@ -74,3 +74,19 @@ def test_sim_dataset_generates_in_parallel_and_merges_into_one_dataset(tmp_path)
     OfflineData(out)  # the trainer reads it
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no leftovers
     assert main(["sim-dataset", str(out), "--expert", "1", "--suboptimal", "0"]) == 2
+
+
+def test_sim_dataset_settle_ticks_lengthen_successful_episodes_by_exactly_that(tmp_path,
+                                                                               capsys):
+    from mberil_ros.cli import main
+    from mberil_ros.data.dataset import Dataset
+
+    lengths = {}
+    for settle in (0, 30):
+        out = tmp_path / f"s{settle}"
+        assert main(["sim-dataset", str(out), "--expert", "2", "--suboptimal", "0",
+                     "--jobs", "1", "--seed", "11", "--settle-ticks", str(settle)]) == 0
+        lengths[settle] = [m["length"] for m in Dataset(out).episodes]
+    assert [b - a for a, b in zip(lengths[0], lengths[30], strict=True)] == [30, 30]
+    assert main(["sim-dataset", str(tmp_path / "bad"), "--settle-ticks", "-1"]) == 2
+    assert "--settle-ticks" in capsys.readouterr().err

@@ -46,7 +46,14 @@ from mberil_ros.settings import setting
 from mberil_ros.sim import obstacle_markers as om
 from mberil_ros.sim.layouts import episode_to_dict, load_layouts
 from mberil_ros.sim.scene import Obstacle
-from mberil_ros.sim.spaces import ALL_JOINTS, LARM_JOINTS, PHYSICS_DT, RARM_JOINTS, TOPICS
+from mberil_ros.sim.spaces import (
+    ALL_JOINTS,
+    LARM_JOINTS,
+    PHYSICS_DT,
+    RARM_JOINTS,
+    SETTLE_TICKS,
+    TOPICS,
+)
 from mberil_ros.sim.task import ReachingTask
 from mberil_ros.sim.trajectory import TrajectoryInterpolator
 
@@ -80,13 +87,14 @@ class SimNodeParameters:
     joint_states_topic: str = setting(TOPICS["joint_states"], "JointState output")
     episode_label: str = setting("", "copied into episode markers (expert | suboptimal)")
     episode_demonstrator: str = setting("", "copied into episode markers")
-    # a recording shows the hand coming to rest on the target, as generated datasets do
-    # (sim/rollout_dataset.py settle_steps)
     episodes: int = setting(0, "run this many episodes back to back (each ends, the next "
                             "starts at the next seed), then exit; 0: episodes start only at "
                             "launch (auto_start) and on ~/reset")
-    settle_ticks: int = setting(25, "ticks an episode goes on after a success before its end "
-                                "marker (a collision while settling ends it at once)")
+    # a recording shows the hand coming to rest on the target, as generated datasets do
+    # (sim/rollout_dataset.py settle_steps)
+    settle_ticks: int = setting(SETTLE_TICKS, "ticks an episode goes on after a success "
+                                "before its end marker, the hand held on the target (a "
+                                "collision while settling ends it at once)")
 
 
 def pose_at(position) -> Pose:

@@ -17,6 +17,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from mberil_ros.errors import UserError
+from mberil_ros.sim.spaces import SETTLE_TICKS
 from mberil_ros.sim.suites import SUITES
 
 # Layout seeds of datasets stay below the evaluation seeds (eval/closed_loop.py: 10^6+).
@@ -37,6 +38,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--arm", default="right", choices=("right", "left", "both"))
     p.add_argument("--seed", type=int, default=0,
                    help=f"first layout seed (default 0; data seeds stay < {MAX_DATA_SEED})")
+    p.add_argument("--settle-ticks", type=int, default=SETTLE_TICKS, metavar="N",
+                   help="ticks a successful episode goes on after reaching the target, the "
+                        f"hand held there (default {SETTLE_TICKS})")
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
                    help="parallel processes (default: one per core)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing folder")
@@ -45,9 +49,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def _part(args: tuple) -> str:
     from mberil_ros.sim.rollout_dataset import generate_dataset
 
-    out, expert, suboptimal, suite, seed, arm, fraction = args
+    out, expert, suboptimal, suite, seed, arm, fraction, settle = args
     return str(generate_dataset(out, expert, suboptimal, suite, seed, arm=arm,
-                                expert_fraction=fraction))
+                                expert_fraction=fraction, settle_steps=settle))
 
 
 def _shares(n: int, jobs: int) -> list[int]:
@@ -88,6 +92,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--expert must be >= 1 and --suboptimal >= 0")
     if not 0.0 <= args.expert_fraction <= 1.0:
         raise UserError(f"--expert-fraction must be in [0, 1], got {args.expert_fraction}")
+    if args.settle_ticks < 0:
+        raise UserError(f"--settle-ticks must be >= 0, got {args.settle_ticks}")
     jobs = max(1, min(args.jobs, args.expert))
     # each part may replace failed expert runs (at most 10 + its size, rollout_dataset.py)
     stride = 2 * (args.expert + args.suboptimal) // jobs + 20
@@ -103,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
         # then shared out, so the split never changes how many there are
         n_hidden = int(round(args.expert_fraction * args.suboptimal))
         plan = [(str(work / f"part{j}"), e, s, args.suite, args.seed + j * stride, args.arm,
-                 h / s if s else 0.0)
+                 h / s if s else 0.0, args.settle_ticks)
                 for j, (e, s, h) in enumerate(zip(_shares(args.expert, jobs),
                                                   _shares(args.suboptimal, jobs),
                                                   _shares(n_hidden, jobs), strict=True))]

@@ -51,7 +51,7 @@ def generate_dataset(out: str | Path, expert_episodes: int, suboptimal_episodes:
                      suite: str = "train", seed: int = 0, *, arm: str = "right",
                      suboptimal: Sequence[str] = SUBOPTIMAL,
                      expert_in_unlabeled: int = 0, expert_fraction: float = 0.0,
-                     settle_steps: int = 25, overwrite: bool = True) -> Path:
+                     settle_steps: int = spaces.SETTLE_TICKS, overwrite: bool = True) -> Path:
     """Write ``expert_episodes`` expert episodes (label "expert"), ``suboptimal_episodes``
     unlabeled ones (label "suboptimal") and ``expert_in_unlabeled`` more expert episodes
     hidden among the unlabeled ones (label "suboptimal", demonstrator "expert").

@@ -40,6 +40,11 @@ CONTROL_HZ = 50
 CONTROL_DT = 1.0 / CONTROL_HZ
 PHYSICS_STEPS_PER_CONTROL = round(CONTROL_DT / PHYSICS_DT)  # 10
 
+# A demonstration goes on this many ticks after its first success (the hand coming to rest
+# on the target): 2 s, so a policy with a history (Mamba) sees the arm held still there and
+# holds it too, instead of drifting once it has arrived (docs/learning.md)
+SETTLE_TICKS = 100
+
 MAX_OBSTACLES = 3
 OBSTACLE_FIELDS: tuple[str, ...] = ("x", "y", "z", "hx", "hy", "hz", "is_sphere", "present")
 OBSTACLE_WIDTH = len(OBSTACLE_FIELDS)
