@@ -109,11 +109,11 @@ def load_config(path: Path) -> CompareConfig:
             raise UserError(f"{path}: methods.{name}.init_from: {start!r} is not another "
                             f"method of this file that starts from scratch")
     for name, d in cfg.datasets.items():
-        unknown = set(d) - {"expert", "suboptimal", "expert_fraction", "seed", "methods",
-                            "policy_inputs"}
+        unknown = set(d) - {"expert", "suboptimal", "expert_fraction", "seed", "settle_ticks",
+                            "methods", "policy_inputs"}
         if not isinstance(d, dict) or "expert" not in d or unknown:
             raise UserError(f"{path}: datasets.{name}: expected expert, suboptimal, "
-                            f"expert_fraction, seed, methods, policy_inputs")
+                            f"expert_fraction, seed, settle_ticks, methods, policy_inputs")
         for key, known in (("methods", cfg.methods), ("policy_inputs", cfg.policy_inputs)):
             extra = sorted(set(d.get(key, [])) - set(known))
             if extra:
@@ -204,12 +204,14 @@ class Plan:
             out.append((self.dataset(name), _mberil(
                 "sim-dataset", str(self.dataset(name)), "--expert", str(d["expert"]),
                 "--suboptimal", str(d.get("suboptimal", 0)), "--expert-fraction",
-                str(d.get("expert_fraction", 0.0)), "--seed", str(d.get("seed", 0)))))
+                str(d.get("expert_fraction", 0.0)), "--seed", str(d.get("seed", 0)),
+                *_settle(d))))
         t = self.cfg.test
         for path in self.test_sets():
             out.append((path, _mberil(
                 "sim-dataset", str(path), "--expert", str(t.get("episodes", 100)),
-                "--suboptimal", "0", "--suite", path.name, "--seed", str(t.get("seed", 900000)))))
+                "--suboptimal", "0", "--suite", path.name, "--seed", str(t.get("seed", 900000)),
+                *_settle(t))))
         return out
 
     def job_dir(self, job: Job) -> Path:
@@ -271,6 +273,12 @@ def _run_logged(argv: list[str], log: Path) -> None:
                                env=dict(os.environ, PYTHONUNBUFFERED="1"))
     if code != 0:
         raise UserError(f"`{shlex.join(argv[2:6])} ...` failed (exit {code}); see {log}")
+
+
+def _settle(spec: dict) -> list[str]:
+    """sim-dataset's --settle-ticks when a dataset (or the test sets) pins it; absent: the
+    default (spaces.SETTLE_TICKS)."""
+    return ["--settle-ticks", str(spec["settle_ticks"])] if "settle_ticks" in spec else []
 
 
 def _make_dataset(item: tuple[Path, list[str]]) -> None:

@@ -168,6 +168,21 @@ def test_a_job_whose_warm_start_is_missing_is_refused_in_one_line(tmp_path, caps
     assert len(err) == 1 and "warm start pure/bc-mlp-state/seed0 is neither trained" in err[0]
 
 
+def test_settle_ticks_pins_the_datasets_and_test_sets_that_name_it(tmp_path):
+    path = config(tmp_path, datasets="{a: {expert: 2, settle_ticks: 7}, b: {expert: 2}}",
+                  test="{episodes: 2, settle_ticks: 9, suites: [heldout_init]}",
+                  alpha_ablation="[]")
+    cfg = load_config(path)
+    plan = Plan(cfg, argparse.Namespace(device=None, launcher=""))
+    commands = {p.name: argv for p, argv in plan.dataset_commands()}
+
+    def flag(argv: list[str]) -> str | None:
+        return argv[argv.index("--settle-ticks") + 1] if "--settle-ticks" in argv else None
+
+    assert flag(commands["a"]) == "7" and flag(commands["heldout_init"]) == "9"
+    assert flag(commands["b"]) is None  # sim-dataset's default
+
+
 @pytest.mark.parametrize("extra,needle", [
     ({"nonsense": "1"}, "unknown config key 'nonsense'"),
     ({"alpha_ablation": "[nowhere]"}, "alpha_ablation: unknown datasets ['nowhere']"),

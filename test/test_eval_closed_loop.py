@@ -48,6 +48,35 @@ def test_hold_still_never_succeeds_and_never_moves():
     assert all(r.smoothness == 0.0 and r.sign_changes == 0.0 for r in res)
 
 
+def test_hold_mode_runs_past_success_the_expert_holds_and_a_leaving_controller_does_not():
+    """--hold: the expert keeps the hand on the target until the time limit; a controller
+    that walks away after reaching is caught; the first-end metrics stay the same."""
+
+    class LeaveAfterReaching(ExpertController):
+        def start(self, task, seed):
+            super().start(task, seed)
+            self.task, self.reached, self.offset = task, False, 0.0
+
+        def act(self, obs):
+            self.reached = self.reached or self.task.status()["success"]
+            if self.reached:
+                self.offset += 0.004  # its joints drift away at 0.2 rad/s
+            return super().act(obs) + self.offset
+
+    task = ReachingTask("train")
+    seed = SEEDS[0]
+    plain = run_episode(task, ExpertController(), seed)
+    held = run_episode(task, ExpertController(), seed, hold=True)
+    assert plain.success and plain.held is None and plain.settled_distance is None
+    assert held.success and held.held and held.settled_distance < 0.01
+    assert (held.final_distance, held.ticks) == (plain.final_distance, plain.ticks)
+    assert task.time == pytest.approx(task.time_limit)  # it ran to the limit
+
+    left = run_episode(task, LeaveAfterReaching(), seed, hold=True)
+    assert left.success and not left.held and left.settled_distance > 0.02
+    assert summarize([held, left])["held"] == 0.5
+
+
 def test_sign_change_rate_detects_chatter():
     t = np.arange(100)[:, None]
     smooth = 0.01 * t * np.ones((1, 6))
@@ -132,3 +161,12 @@ def test_mberil_eval_runs_a_users_layouts(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-2].endswith("--layouts and --suite exclude each other")
     assert "no layout for arm 'both'" in err[-1]
+
+
+def test_mberil_eval_hold_adds_held_and_settled_distance(tmp_path, capsys):
+    out = tmp_path / "e.json"
+    assert main(["eval", "expert", "--suite", "train", "--episodes", "2", "--workers", "1",
+                 "--hold", "--json", str(out)]) == 0
+    assert "settled_dist_m" in capsys.readouterr().out
+    summary = json.loads(out.read_text())["results"][0]["summary"]
+    assert summary["held"] == 1.0 and summary["settled_distance"] < 0.01

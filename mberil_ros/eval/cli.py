@@ -28,7 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "  mberil eval runs/bc-mlp-20261129-120000 --suite train --episodes 100\n"
         "  mberil eval runs/RUN/checkpoints/best --suite all --baselines --json eval.json\n"
         "  mberil eval expert --suite heldout_obstacles --episodes 50\n"
-        "  mberil eval runs/RUN --layouts my_scenes.yaml --baselines")
+        "  mberil eval runs/RUN --layouts my_scenes.yaml --baselines\n"
+        "  mberil eval runs/RUN --suite train --episodes 40 --seed 1000000 --hold  "
+        "# holds the target?")
     parser.add_argument("checkpoint", help="checkpoint folder, run folder, 'expert' or 'hold'")
     parser.add_argument("--suite", action="append", metavar="NAME",
                         help="task suite (repeatable, or 'all'; default train)")
@@ -47,6 +49,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "repeatable)")
     parser.add_argument("--baselines", action="store_true",
                         help="also run the scripted expert and a hold-still policy")
+    parser.add_argument("--hold", action="store_true",
+                        help="after a success keep the controller running until the time "
+                        "limit, as on a robot; adds held (still within the tolerance, "
+                        "nothing touched) and the median settled distance")
     parser.add_argument("--json", metavar="OUT.json", help="write the summary and every episode")
     parser.add_argument("--plot", metavar="DIR", help="draw the first episodes' hand paths")
 
@@ -116,7 +122,8 @@ def run(args: argparse.Namespace) -> int:
         for spec in dict.fromkeys(specs):
             for suite in suites:
                 results = evaluator.run(spec, suite, seeds, arm=args.arm, keep_paths=keep,
-                                        progress=bar.update, layouts=layouts)
+                                        progress=bar.update, layouts=layouts,
+                                        hold=args.hold)
                 summary = summarize(results)
                 rows.append((spec if spec in BASELINES else "policy", suite, summary))
                 report["results"].append({"controller": spec, "suite": suite,
@@ -136,12 +143,16 @@ def run(args: argparse.Namespace) -> int:
 def format_table(rows: list[tuple[str, str, dict]]) -> str:
     header = ["controller", "suite", "episodes", "success", "collision", "final_dist_m",
               "time_to_goal_s", "sign_changes/s"]
+    hold = any("held" in s for _, _, s in rows)
+    if hold:
+        header += ["held", "settled_dist_m"]
     body = []
     for name, suite, s in rows:
         t = "-" if s["time_to_goal"] is None else f"{s['time_to_goal']:.2f}"
         body.append([name, suite, str(s["episodes"]), f"{s['success']:.2f}",
                      f"{s['collision']:.2f}", f"{s['final_distance']:.3f}", t,
-                     f"{s['sign_changes']:.2f}"])
+                     f"{s['sign_changes']:.2f}"]
+                    + ([f"{s['held']:.2f}", f"{s['settled_distance']:.3f}"] if hold else []))
     return text_table(header, body)
 
 

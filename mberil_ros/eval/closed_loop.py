@@ -109,11 +109,18 @@ class EpisodeResult:
     smoothness: float  # rad/tick^2, mean |second difference| of the commands
     sign_changes: float  # per joint and second: reversals of the command's direction
     hand_path: list[list[float]] = field(default_factory=list)  # kept only when asked
+    # hold mode only (None otherwise): after a success the controller keeps running until
+    # the time limit; where the hand is then, and whether it is still within the tolerance
+    # without having touched anything (an episode that never reached: its final distance)
+    settled_distance: float | None = None
+    held: bool | None = None
 
 
 def run_episode(task: Any, controller: Controller, seed: int, keep_path: bool = False,
-                layout: Any = None) -> EpisodeResult:
-    """One episode from layout seed ``seed``, or of ``layout`` (an Episode) when given."""
+                layout: Any = None, hold: bool = False) -> EpisodeResult:
+    """One episode from layout seed ``seed``, or of ``layout`` (an Episode) when given.
+    ``hold``: after a success the controller goes on until the time limit (a robot has no
+    success signal to stop a policy); the episode's metrics stay those of its first end."""
     task.reset(seed=seed, layout=layout)
     controller.start(task, seed)
     obs = task.observation()
@@ -128,12 +135,19 @@ def run_episode(task: Any, controller: Controller, seed: int, keep_path: bool = 
         if keep_path:
             path.append(task.hand_positions()[hand].tolist())
     cmd = np.asarray(commands)
-    return EpisodeResult(
+    result = EpisodeResult(
         seed=seed, success=bool(info["success"]), collision=bool(info["collision"]),
         final_distance=float(info["distance"]),
         time_to_goal=float(info["time"]) if info["success"] else None, ticks=len(cmd),
         smoothness=command_smoothness(cmd), sign_changes=sign_change_rate(cmd, CONTROL_DT),
         hand_path=path if keep_path else [])
+    if hold:
+        end = info
+        while info["success"] and not end["collision"] and task.time < task.time_limit - 1e-9:
+            obs, _, _, end = task.step(np.asarray(controller.act(obs), dtype=float))
+        result.settled_distance = float(end["distance"])
+        result.held = bool(end["success"] and not end["collision"])
+    return result
 
 
 def command_smoothness(cmd: np.ndarray) -> float:
@@ -164,7 +178,7 @@ def _init_worker() -> None:
 
 
 def _run_seeds(spec: str, suite: str, arm: str, seeds: list[int], keep: frozenset[int],
-               layouts: str | None = None) -> list[dict[str, Any]]:
+               layouts: str | None = None, hold: bool = False) -> list[dict[str, Any]]:
     key = (spec, suite, arm, layouts)
     if key not in _cache:  # a worker keeps its tasks and loaded policies between chunks
         from mberil_ros.sim.layouts import load_layouts
@@ -182,7 +196,7 @@ def _run_seeds(spec: str, suite: str, arm: str, seeds: list[int], keep: frozense
         _cache[key] = (task, make_controller(spec, task), episodes)
     task, controller, episodes = _cache[key]
     return [asdict(run_episode(task, controller, s, s in keep,
-                               episodes[s] if episodes else None)) for s in seeds]
+                               episodes[s] if episodes else None, hold)) for s in seeds]
 
 
 class Evaluator:
@@ -207,22 +221,22 @@ class Evaluator:
             self.pool.shutdown(cancel_futures=True)
 
     def run(self, spec: str, suite: str, seeds: list[int], *, arm: str = "right",
-            keep_paths: int = 0, progress: Any = None, layouts: str | None = None
-            ) -> list[EpisodeResult]:
+            keep_paths: int = 0, progress: Any = None, layouts: str | None = None,
+            hold: bool = False) -> list[EpisodeResult]:
         """``spec`` (a checkpoint, 'expert' or 'hold') on ``seeds`` of ``suite`` (with
         ``layouts``, a layouts YAML: on the layouts of these indices), in seed order;
-        ``progress(n)`` is called as chunks finish."""
+        ``progress(n)`` is called as chunks finish; ``hold``: see run_episode."""
         keep = frozenset(seeds[:keep_paths])
         if self.pool is None:
             out = []
             for s in seeds:
-                out += _run_seeds(spec, suite, arm, [s], keep, layouts)
+                out += _run_seeds(spec, suite, arm, [s], keep, layouts, hold)
                 if progress:
                     progress(1)
         else:
             out = []
             futures = [self.pool.submit(_run_seeds, spec, suite, arm, seeds[i:i + 4], keep,
-                                        layouts) for i in range(0, len(seeds), 4)]
+                                        layouts, hold) for i in range(0, len(seeds), 4)]
             for f in as_completed(futures):
                 part = f.result()
                 out += part
@@ -252,4 +266,7 @@ def summarize(results: list[EpisodeResult]) -> dict[str, float]:
         "time_to_goal": float(np.mean(times)) if times else None,
         "smoothness": float(np.mean([r.smoothness for r in results])),
         "sign_changes": float(np.mean([r.sign_changes for r in results])),
+        **({"held": sum(bool(r.held) for r in results) / n,
+            "settled_distance": float(np.median([r.settled_distance for r in results]))}
+           if results and results[0].held is not None else {}),
     }
