@@ -44,7 +44,9 @@ def test_codec_round_trips_and_matches_its_torch_form(dataset, repr_):
     b = data.train
     m = (torch.arange(b.obs.shape[1])[None] < b.length[:, None]) & b.expert[:, None]
     nxt = c.torch_next_lead(b.obs, b.prev_act, b.act, b.next_obs)
-    torch.testing.assert_close(nxt[m], b.next_prev_act[m], atol=1e-4, rtol=0)
+    # float32: q, u and the next q (~1 rad, ~1e-7 rad round-off each) over a lead spread of
+    # ~6e-3 rad: up to ~1e-4 in standardized units
+    torch.testing.assert_close(nxt[m], b.next_prev_act[m], atol=5e-4, rtol=0)
     back = PolicyCodec.from_dict(json.loads(json.dumps(c.to_dict())))
     np.testing.assert_array_equal(back.action(ep.action, ep.observation, prev), a)
 
