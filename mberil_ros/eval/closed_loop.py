@@ -142,9 +142,10 @@ def run_episode(task: Any, controller: Controller, seed: int, keep_path: bool = 
         smoothness=command_smoothness(cmd), sign_changes=sign_change_rate(cmd, CONTROL_DT),
         hand_path=path if keep_path else [])
     if hold:
-        end = info
-        while info["success"] and not end["collision"] and task.time < task.time_limit - 1e-9:
-            obs, _, _, end = task.step(np.asarray(controller.act(obs), dtype=float))
+        end = info  # a timeout or collision already ran to its end
+        if info["success"]:
+            while not end["collision"] and task.time < task.time_limit - 1e-9:
+                obs, _, _, end = task.step(np.asarray(controller.act(obs), dtype=float))
         result.settled_distance = float(end["distance"])
         result.held = bool(end["success"] and not end["collision"])
     return result

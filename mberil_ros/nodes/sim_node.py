@@ -90,8 +90,8 @@ class SimNodeParameters:
     episodes: int = setting(0, "run this many episodes back to back (each ends, the next "
                             "starts at the next seed), then exit; 0: episodes start only at "
                             "launch (auto_start) and on ~/reset")
-    # a recording shows the hand coming to rest on the target, as generated datasets do
-    # (sim/rollout_dataset.py settle_steps)
+    # a recording shows the hand held on the target, as generated datasets do (both
+    # default to spaces.SETTLE_TICKS)
     settle_ticks: int = setting(SETTLE_TICKS, "ticks an episode goes on after a success "
                                 "before its end marker, the hand held on the target (a "
                                 "collision while settling ends it at once)")
