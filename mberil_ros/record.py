@@ -46,7 +46,8 @@ class RecordOptions:
     expert_episodes: int = setting(10, "episodes by the scripted expert (label: expert)")
     suboptimal_episodes: int = setting(5, "episodes by the sub-optimal demonstrators "
                                        "(label: suboptimal)")
-    suite: str = setting("train", "task suite: train | heldout_init | heldout_obstacles")
+    suite: str = setting("train", "task suite: train | heldout_init | heldout_obstacles "
+                         "(or shift_fit | shift_check)")
     seed: int = setting(0, "seed of the first episode (later ones use seed+1, seed+2, ...)")
     arm: str = setting("right", "driven arm: right | left | both")
     storage: str = setting("mcap", "rosbag2 storage: mcap | sqlite3")
@@ -124,10 +125,10 @@ def resolve_options(args: argparse.Namespace) -> dict:
             raise UserError(f"{key} must be >= 0 (0: no split), got {options[key]!r}")
     # The suite and arm are validated by the sim itself; check early for a clean error.
     from mberil_ros.sim.spaces import ARMS
-    from mberil_ros.sim.suites import SUITES
+    from mberil_ros.sim.suites import ALL_SUITES
 
-    if options["suite"] not in SUITES:
-        raise UserError(f"unknown suite {options['suite']!r}; known: {sorted(SUITES)}")
+    if options["suite"] not in ALL_SUITES:
+        raise UserError(f"unknown suite {options['suite']!r}; known: {sorted(ALL_SUITES)}")
     if options["arm"] not in ARMS:
         raise UserError(f"unknown arm {options['arm']!r}; known: {list(ARMS)}")
     return options

@@ -8,7 +8,9 @@ import numpy as np
 from mberil_ros.sim.model import INIT_RTM
 from mberil_ros.sim.spaces import MAX_OBSTACLES, RARM_JOINTS
 from mberil_ros.sim.suites import (
+    ALL_SUITES,
     MIN_START_TARGET_DISTANCE,
+    SHIFT_SUITES,
     SUITES,
     Box,
     obstacle_params,
@@ -44,8 +46,28 @@ def test_heldout_regions_do_not_overlap_train():
         assert a.obstacle.disjoint(b.obstacle) or a.obstacle == b.obstacle
 
 
+def test_shift_suites_repeat_the_obstacle_shift_inside_train():
+    """shift_fit / shift_check: both inside train's obstacle box (so neither ever draws a
+    held-out obstacle), apart from each other in y and top like train and heldout_obstacles,
+    with train's starts and targets."""
+    train, held = SUITES["train"], SUITES["heldout_obstacles"]
+    fit, check = SHIFT_SUITES["shift_fit"], SHIFT_SUITES["shift_check"]
+    for suite in (fit, check):
+        assert train.obstacle.contains(suite.obstacle.lo)
+        assert train.obstacle.contains(suite.obstacle.hi)
+        assert suite.obstacle.disjoint(held.obstacle)
+        assert (suite.init_offset, suite.target) == (train.init_offset, train.target)
+    axes = check.obstacle.disjoint_axes(fit.obstacle)
+    assert Y in axes and TOP in axes and HALF not in axes
+    # the check side is the held-out side: nearer the body and taller
+    assert check.obstacle.lo[Y] > fit.obstacle.hi[Y]
+    assert check.obstacle.lo[TOP] > fit.obstacle.hi[TOP]
+    assert check.obstacle_count[0] >= 1
+    assert not set(SHIFT_SUITES) & set(SUITES)
+
+
 def test_samples_lie_in_their_suites_regions():
-    for name, suite in SUITES.items():
+    for name, suite in ALL_SUITES.items():
         task = ReachingTask(name, seed=5)
         other = SUITES["train"] if name != "train" else SUITES["heldout_obstacles"]
         n_obstacles = 0
@@ -62,15 +84,17 @@ def test_samples_lie_in_their_suites_regions():
                 n_obstacles += 1
             if name == "heldout_init":
                 assert not other.init_offset.contains(off)
+            if name in ("heldout_obstacles", "shift_check"):
+                fit = other if name == "heldout_obstacles" else SHIFT_SUITES["shift_fit"]
+                assert all(not fit.obstacle.contains(obstacle_params(o)) for o in e.obstacles)
             if name == "heldout_obstacles":
-                assert all(not other.obstacle.contains(obstacle_params(o)) for o in e.obstacles)
                 assert all(o.type == "box" for o in e.obstacles)
             assert not task.status()["collision"]  # every start is collision-free
         assert n_obstacles > 10
 
 
 def test_targets_are_far_from_the_start_hand():
-    for name in SUITES:
+    for name in ALL_SUITES:
         for arm in ("right", "both"):
             task = ReachingTask(name, arm=arm, seed=0)
             for ep in range(15):

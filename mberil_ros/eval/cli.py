@@ -33,7 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "# holds the target?")
     parser.add_argument("checkpoint", help="checkpoint folder, run folder, 'expert' or 'hold'")
     parser.add_argument("--suite", action="append", metavar="NAME",
-                        help="task suite (repeatable, or 'all'; default train)")
+                        help="task suite (repeatable; default train; 'all': train, "
+                             "heldout_init, heldout_obstacles; shift_fit / shift_check: the "
+                             "obstacle-shift check inside train's region)")
     parser.add_argument("--episodes", type=int, default=100, help="episodes per suite (100)")
     parser.add_argument("--seed", type=int, default=0,
                         help=f"episode i uses layout seed {EVAL_SEED_BASE} + SEED + i (0)")
@@ -58,15 +60,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _suites(names: list[str] | None) -> list[str]:
-    from mberil_ros.sim.suites import SUITES
+    from mberil_ros.sim.suites import ALL_SUITES, SUITES
 
     names = names or ["train"]
-    if "all" in names:
+    if "all" in names:  # the benchmark's suites
         return list(SUITES)
     for n in names:
-        if n not in SUITES:
+        if n not in ALL_SUITES:
             raise UserError(f"--suite: unknown suite {n!r} (choose from "
-                            f"{', '.join(SUITES)} or all)")
+                            f"{', '.join(ALL_SUITES)} or all)")
     return names
 
 

@@ -62,7 +62,7 @@ LATCHED = QoSProfile(depth=100, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 @dataclass
 class SimNodeParameters:
     suite: str = setting("train", "task suite of the next episode: train | heldout_init | "
-                         "heldout_obstacles")
+                         "heldout_obstacles (or shift_fit | shift_check)")
     seed: int = setting(0, "layout seed of the next episode; incremented after each reset")
     arm: str = setting("right", "driven arm: right | left | both")
     layouts_file: str = setting("", "YAML of user layouts (docs/task.md); episodes cycle "
@@ -190,9 +190,9 @@ class SimNode(Node):
 
     @staticmethod
     def task_suites() -> tuple[str, ...]:
-        from mberil_ros.sim.suites import SUITES
+        from mberil_ros.sim.suites import ALL_SUITES
 
-        return tuple(SUITES)
+        return tuple(ALL_SUITES)
 
     # ----- episodes -----
     def start_episode(self) -> dict:

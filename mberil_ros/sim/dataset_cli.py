@@ -18,7 +18,7 @@ from pathlib import Path
 
 from mberil_ros.errors import UserError
 from mberil_ros.sim.spaces import SETTLE_TICKS
-from mberil_ros.sim.suites import SUITES
+from mberil_ros.sim.suites import ALL_SUITES
 
 # Layout seeds of datasets stay below the evaluation seeds (eval/closed_loop.py: 10^6+).
 MAX_DATA_SEED = 1_000_000
@@ -33,7 +33,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--expert-fraction", type=float, default=0.25, metavar="F",
                    help="share of the unlabeled episodes run by the expert: positives for "
                         "PU learning (default 0.25)")
-    p.add_argument("--suite", default="train", choices=sorted(SUITES),
+    p.add_argument("--suite", default="train", choices=sorted(ALL_SUITES),
                    help="task suite the layouts are drawn from (default train)")
     p.add_argument("--arm", default="right", choices=("right", "left", "both"))
     p.add_argument("--seed", type=int, default=0,

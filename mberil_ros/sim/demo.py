@@ -14,7 +14,7 @@ from mberil_ros.eval.table import text_table
 from mberil_ros.sim.demonstrators import DEMONSTRATORS, IKDemonstrator, make_demonstrator
 from mberil_ros.sim.scene import Episode
 from mberil_ros.sim.spaces import ARMS
-from mberil_ros.sim.suites import SUITES
+from mberil_ros.sim.suites import ALL_SUITES, SUITES
 from mberil_ros.sim.task import ReachingTask
 
 
@@ -110,8 +110,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         suites = args.suite or list(SUITES)
         for s in suites:
-            if s not in SUITES:
-                raise UserError(f"unknown suite {s!r} (choose from {', '.join(SUITES)})")
+            if s not in ALL_SUITES:
+                raise UserError(f"unknown suite {s!r} (choose from {', '.join(ALL_SUITES)})")
         for s in suites:
             task = ReachingTask(s, args.arm, seed, urdf=args.urdf)
             jobs.append((s, task, [(seed + i, None) for i in range(episodes)]))

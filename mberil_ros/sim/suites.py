@@ -9,6 +9,9 @@ checks this):
 - ``heldout_obstacles``: obstacles on the inner/forward side of the hand (y disjoint from
   train's outer side) and taller than any train obstacle (top height disjoint), 1-3 of them.
 
+``SHIFT_SUITES`` (``shift_fit`` / ``shift_check``) repeat that obstacle shift inside train's
+own obstacle box, for validating design choices without the held-out suites.
+
 Every suite keeps the target at least ``MIN_START_TARGET_DISTANCE`` from the start hand and
 inside the arm's comfortable reach, and (with probability ``on_path``) puts a box or sphere
 on the straight start-to-target hand path, so a policy that ignores obstacles collides.
@@ -113,6 +116,20 @@ SUITES: dict[str, Suite] = {
     "heldout_obstacles": Suite("heldout_obstacles", _INIT_TRAIN, TARGET, _OBST_HELDOUT,
                                (1, MAX_OBSTACLES), time_limit=14.0, spheres=0.0),
 }
+
+# The obstacle shift of heldout_obstacles in miniature, inside train's obstacle box: fit on
+# low obstacles on the outer side, check on taller ones nearer the body (disjoint in y and
+# top). A choice of inputs or recipe can be tested on it without ever looking at the
+# held-out suites (docs/learning.md). Not part of the benchmark ("all" means SUITES).
+_OBST_SHIFT_FIT = Box((0.18, -0.54, 0.02, 0.020), (0.50, -0.36, 0.09, 0.035))
+_OBST_SHIFT_CHECK = Box((0.18, -0.34, 0.10, 0.020), (0.50, -0.26, 0.13, 0.035))
+SHIFT_SUITES: dict[str, Suite] = {
+    "shift_fit": Suite("shift_fit", _INIT_TRAIN, TARGET, _OBST_SHIFT_FIT, (0, MAX_OBSTACLES)),
+    "shift_check": Suite("shift_check", _INIT_TRAIN, TARGET, _OBST_SHIFT_CHECK,
+                         (1, MAX_OBSTACLES)),
+}
+# every suite a task, a dataset or an evaluation may name
+ALL_SUITES: dict[str, Suite] = {**SUITES, **SHIFT_SUITES}
 
 # An obstacle must leave the hand this much room around its target (the hand block hangs
 # ~6 cm off the flange) and the initial arm this much room.

@@ -31,7 +31,7 @@ from mberil_ros.sim.model import (
 from mberil_ros.sim.observation import build_observation
 from mberil_ros.sim.scene import Episode, Obstacle, point_obstacle_distance
 from mberil_ros.sim.spaces import ALL_JOINTS, MAX_OBSTACLES
-from mberil_ros.sim.suites import SUITES, reachable, sample_episode
+from mberil_ros.sim.suites import ALL_SUITES, reachable, sample_episode
 
 
 def configure_obstacles(model: mujoco.MjModel, data: mujoco.MjData,
@@ -76,11 +76,11 @@ class ReachingTask:
     def __init__(self, suite: str = "train", arm: str = "right", seed: int | None = 0,
                  urdf: str | None = None, tolerance: float = 0.02,
                  time_limit: float | None = None) -> None:
-        if suite not in SUITES:
-            raise UserError(f"unknown suite {suite!r} (choose from {', '.join(SUITES)})")
+        if suite not in ALL_SUITES:
+            raise UserError(f"unknown suite {suite!r} (choose from {', '.join(ALL_SUITES)})")
         if arm not in spaces.ARMS:
             raise UserError(f"unknown arm {arm!r} (choose from {', '.join(spaces.ARMS)})")
-        self.suite = SUITES[suite]
+        self.suite = ALL_SUITES[suite]
         self.arm = arm
         self.obs_layout = spaces.observation_layout(arm)
         self.tolerance = float(tolerance)
