@@ -24,8 +24,8 @@ import dataclasses
 import numpy as np
 
 from mberil_ros.eval.closed_loop import EVAL_SEED_BASE, make_controller, run_episode
-from mberil_ros.sim import spaces
 from mberil_ros.sim.model import TABLE_TOP_Z
+from mberil_ros.sim.observation import obstacle_features
 from mberil_ros.sim.scene import Episode, Obstacle
 from mberil_ros.sim.task import ReachingTask
 
@@ -47,25 +47,21 @@ def lowered_layout(episode: Episode, top: float) -> Episode:
 
 
 class SeesLowered:
-    """Wraps a controller: its observation's box slots show the lowered boxes."""
+    """Wraps a controller: its observation's obstacle slots are those of the lowered layout
+    (built once per episode by the observation's own builder; obstacles do not move)."""
 
     def __init__(self, inner, task: ReachingTask, top: float) -> None:
         self.inner, self.top = inner, top
         self.slots = task.obs_layout.obstacles
+        self.seen = None
 
     def start(self, task, seed: int) -> None:
         self.inner.start(task, seed)
+        self.seen = obstacle_features(lowered_layout(task.episode, self.top).obstacles)
 
     def act(self, obs: np.ndarray) -> np.ndarray:
         obs = np.array(obs, dtype=float)
-        slots = obs[self.slots].reshape(spaces.MAX_OBSTACLES, spaces.OBSTACLE_WIDTH)
-        z, hz = spaces.OB_POSITION.start + 2, spaces.OB_HALF_EXTENTS.start + 2
-        for s in slots:
-            box = s[spaces.OB_PRESENT] > 0.5 and s[spaces.OB_IS_SPHERE] < 0.5
-            if box and s[z] + s[hz] > self.top:
-                half = (self.top - TABLE_TOP_Z) / 2
-                s[z], s[hz] = TABLE_TOP_Z + half, half
-        obs[self.slots] = slots.ravel()
+        obs[self.slots] = self.seen
         return self.inner.act(obs)
 
 
@@ -83,10 +79,9 @@ def main() -> None:
     totals = dict.fromkeys(VARIANTS, 0)
     for i in range(args.episodes):
         seed = EVAL_SEED_BASE + args.seed + i
-        task.reset(seed=seed)
+        runs = {"drawn": run_episode(task, policy, seed)}
         drawn = task.episode
-        runs = {
-            "drawn": run_episode(task, policy, seed),
+        runs |= {
             "removed": run_episode(task, policy, seed,
                                    layout=dataclasses.replace(drawn, obstacles=())),
             "lowered": run_episode(task, policy, seed, layout=lowered_layout(drawn, args.top)),

@@ -45,6 +45,7 @@ def test_the_policy_sees_the_lowered_layout():
             return np.zeros(6)
 
     wrapper = cf.SeesLowered(Record(), task, 0.13)
+    wrapper.start(task, 3)
     obs = task.observation()
     wrapper.act(obs)
     expected = obstacle_features(cf.lowered_layout(task.episode, 0.13).obstacles)
