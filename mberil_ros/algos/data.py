@@ -27,6 +27,7 @@ from mberil_ros.algos.codec import (
     joint_position_index,
     previous_commands,
 )
+from mberil_ros.algos.distractors import DistractorBank
 from mberil_ros.data.dataset import Dataset
 from mberil_ros.errors import UserError
 from mberil_ros.sim.labels import DEMONSTRATORS
@@ -45,6 +46,11 @@ class DataConfig:
     #   delta_position (target - measured position) | delta_command (target - last command)
     obs_min_std: float = 1e-4  # observation features with a smaller std keep scale 1
     act_margin: float = 0.05  # predicted range widened by this fraction of (max - min) per side
+    distractors: float = 0.0  # probability that a training sequence gets 1..k distractor
+    #   obstacles in its empty slots: obstacles that stay clear of the arm and of the
+    #   hand-to-goal corridor all episode, so the recorded actions stay valid
+    #   (algos/distractors.py); 0: off
+    distractor_sets: int = 8  # distractor sets drawn per training episode at load time
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.val_fraction < 1.0:
@@ -59,6 +65,11 @@ class DataConfig:
             raise ValueError(f"DataConfig.obs_min_std must be > 0, got {self.obs_min_std}")
         if self.act_margin < 0:
             raise ValueError(f"DataConfig.act_margin must be >= 0, got {self.act_margin}")
+        if not 0.0 <= self.distractors <= 1.0:
+            raise ValueError(f"DataConfig.distractors must be in [0, 1], got {self.distractors}")
+        if self.distractor_sets < 1:
+            raise ValueError(f"DataConfig.distractor_sets must be >= 1, got "
+                             f"{self.distractor_sets}")
 
 
 @dataclass
@@ -166,10 +177,12 @@ class OfflineData:
             predicted=[labels[i] == "expert" for i in train])
         cut = self.cfg.max_seq_len
 
-        def load(ids: list[int]) -> EpisodeSet:
+        def load(ids: list[int], raw: list[np.ndarray] | None = None) -> EpisodeSet:
             c, eps = self.codec, []
             for i in ids:
                 e = ds.episode(i)
+                if raw is not None:
+                    raw.append(e.observation[:cut])
                 prev = previous_commands(e.observation, e.action, self.qidx)
                 obs, nobs = e.observation[:cut], e.next_observation[:cut]
                 act, prev = e.action[:cut], prev[:cut]
@@ -179,7 +192,12 @@ class OfflineData:
                             "expert": labels[i] == "expert"})
             return EpisodeSet(eps, self.obs_dim, self.act_dim)
         self.train_ids, self.val_ids = train, val
-        self.train, self.val = load(train), load(val)
+        raw: list[np.ndarray] | None = [] if self.cfg.distractors > 0 and train else None
+        self.train, self.val = load(train, raw), load(val)
+        # distractor obstacles for the training split only (validation stays as recorded)
+        self.distractors = None if raw is None else DistractorBank.build(
+            raw, self.state_names, self.arm, self.codec.obs_mean, self.codec.obs_scale,
+            self.cfg.distractor_sets, self.cfg.split_seed)
         # per-joint spread of the expert's normalized actions (BC's squared-error units)
         t = self.train
         valid = (torch.arange(t.act.shape[1])[None] < t.length[:, None]) & t.expert[:, None]
@@ -234,8 +252,8 @@ class OfflineData:
         """``batch_size`` episodes (with replacement) of ``label`` from ``split``."""
         episodes = self.split(split)
         ids = self._pool(episodes.index, label, split, "episodes")
-        pick = torch.randint(len(ids), (batch_size,), generator=generator)
-        return episodes.gather(ids[pick])
+        rows = ids[torch.randint(len(ids), (batch_size,), generator=generator)]
+        return self._augment(episodes.gather(rows), rows, split, generator)
 
     def sample_steps(self, label: str, n: int, generator: torch.Generator,
                      split: str = "train") -> Batch:
@@ -245,7 +263,16 @@ class OfflineData:
         far better per update than a few whole, correlated episodes."""
         episodes = self.split(split)
         pool = self._pool(episodes.steps_index, label, split, "steps")
-        return episodes.gather_steps(pool[torch.randint(len(pool), (n,), generator=generator)])
+        pairs = pool[torch.randint(len(pool), (n,), generator=generator)]
+        return self._augment(episodes.gather_steps(pairs), pairs[:, 0], split, generator)
+
+    def _augment(self, batch: Batch, rows: torch.Tensor, split: str,
+                 generator: torch.Generator) -> Batch:
+        """Distractor obstacles on sampled training sequences (DataConfig.distractors)."""
+        if split == "train" and self.distractors is not None:
+            self.distractors.apply(batch.obs, batch.next_obs, rows, self.cfg.distractors,
+                                   generator)
+        return batch
 
     def _pool(self, index: dict[str, torch.Tensor], label: str, split: str, what: str
               ) -> torch.Tensor:

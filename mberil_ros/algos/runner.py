@@ -173,6 +173,10 @@ class TrainingRun:
                     k = algo.step_batch_size
                     line += f"; behaviour cloning: {k} x {n} = {k * n} i.i.d. expert steps"
                 print(line)
+            bank = self.algo.data.distractors
+            if bank is not None:
+                print(f"distractor obstacles: p={algo.data.distractors} per sequence; "
+                      f"{bank.coverage():.0%} of the training episodes have room for one")
             decay = getattr(algo, "lr_decay_steps", 0)
             if 0 < decay < run.steps:
                 print(f"note: algo.lr_decay_steps={decay} < steps={run.steps}: the learning "

@@ -1,0 +1,220 @@
+"""Distractor obstacles: empty obstacle slots filled, at training time, with obstacles that
+could not have changed the demonstration.
+
+Why: cloned policies fail on new obstacle placements mostly with an obstacle nowhere near
+the path (docs/learning.md): a value the network never saw in an obstacle slot moves its
+output even when the obstacle does not matter. A demonstrator reacts to an obstacle only
+when it is near the arm or near the way from the hand to the goal, so an obstacle that
+stays clear of both, at every tick of an episode, leaves the recorded actions valid. Adding
+such obstacles to the observation (never to the physics) teaches the networks that an
+obstacle far from where the arm goes does not change what to do.
+
+Per training episode, ``candidate_sets`` draws a few sets of such obstacles once (at data
+load); each batch then fills 1..k of an episode's empty slots from one set, with the
+probability ``DataConfig.distractors``. A candidate must keep
+- ``ARM_CLEARANCE`` from every arm link's bounding sphere, at every ``FRAME_STRIDE``-th tick
+  (the scripted expert's repulsion reaches 5 cm);
+- ``CORRIDOR_CLEARANCE`` from the straight segments from the hand to the goal and to points
+  above it (``CORRIDOR_LIFTS``), from every such tick (the expert's line-of-sight test uses
+  7.5 cm; a person looks at the same corridor);
+- ``OBSTACLE_GAP`` from the episode's own obstacles and from the other distractors.
+Candidates come from ``REGION`` (x, y, top, half size; right arm, mirrored for the left):
+the table in front of the arm's side and up to 0.25 m tall, whatever the suite.
+"""
+
+from __future__ import annotations
+
+import mujoco
+import numpy as np
+import torch
+
+from mberil_ros.sim.kinematics import ArmKinematics
+from mberil_ros.sim.model import HAND_SITES
+from mberil_ros.sim.observation import obstacle_features
+from mberil_ros.sim.scene import Obstacle
+from mberil_ros.sim.spaces import (
+    ALL_JOINTS,
+    MAX_OBSTACLES,
+    OB_HALF_EXTENTS,
+    OB_IS_SPHERE,
+    OB_POSITION,
+    OB_PRESENT,
+    OBSTACLE_FIELDS,
+    OBSTACLE_WIDTH,
+)
+from mberil_ros.sim.suites import Box, obstacle_from_params
+
+REGION = Box((0.18, -0.56, 0.02, 0.020), (0.60, 0.10, 0.25, 0.035))
+SPHERE_SHARE = 0.3  # as in the task's suites
+ARM_CLEARANCE = 0.07  # m
+CORRIDOR_CLEARANCE = 0.10  # m
+CORRIDOR_LIFTS = (0.0, 0.15, 0.30)  # m above the goal
+OBSTACLE_GAP = 0.03  # m
+FRAME_STRIDE = 5  # ticks (0.1 s at 50 Hz)
+DRAWS = 64  # candidates drawn per set before giving up on filling it
+
+
+class EpisodeSweep:
+    """Where an episode's arm goes: the points a distractor must keep away from."""
+
+    def __init__(self, state_names: list[str], arm: str) -> None:
+        self.kin = ArmKinematics()
+        self.hands = ("right", "left") if arm == "both" else (arm,)
+        self.arm = arm
+        self.joint_cols = {n[:-4]: i for i, n in enumerate(state_names) if n.endswith(".pos")}
+        roles = ("goal", "goal_left")[:len(self.hands)]
+        self.goal_cols = [[state_names.index(f"{r}.{c}") for c in "xyz"] for r in roles]
+        self.slot_cols = [state_names.index(f"obstacle{s}.{OBSTACLE_FIELDS[0]}")
+                          for s in range(MAX_OBSTACLES)]
+        m = self.kin.model
+        joints = [n for n in self.joint_cols if n in ALL_JOINTS]
+        self._qadr = np.array([int(m.joint(n).qposadr[0]) for n in joints])
+        self._qcols = np.array([self.joint_cols[n] for n in joints])
+        self._sites = [m.site(HAND_SITES[s]).id for s in self.hands]
+        self._geoms = [g for s in self.hands for g, _ in self.kin.link_geoms[s]]
+        self._rbound = m.geom_rbound[self._geoms].copy()
+
+    def static_obstacles(self, obs: np.ndarray) -> list[Obstacle] | None:
+        """The episode's obstacles, or None when they change during the episode (then it
+        gets no distractors: the rule above assumes a fixed scene)."""
+        slots = np.stack([obs[:, c:c + OBSTACLE_WIDTH] for c in self.slot_cols], 1)
+        if not np.allclose(slots, slots[:1], atol=1e-6):
+            return None
+        out = []
+        for slot in slots[0]:
+            if slot[OB_PRESENT] < 0.5:
+                break
+            kind = "sphere" if slot[OB_IS_SPHERE] > 0.5 else "box"
+            out.append(Obstacle(kind, tuple(slot[OB_POSITION]), tuple(2 * slot[OB_HALF_EXTENTS])))
+        return out
+
+    def keep_out(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(arm points, their radii, corridor points) over every FRAME_STRIDE-th tick."""
+        frames = list(range(0, len(obs), FRAME_STRIDE)) + [len(obs) - 1]
+        m, d = self.kin.model, self.kin.data
+        points, hands = [], []
+        for t in frames:
+            d.qpos[self._qadr] = obs[t, self._qcols]
+            mujoco.mj_kinematics(m, d)  # positions only: no Jacobians needed here
+            points.append(d.geom_xpos[self._geoms].copy())
+            hands.append([d.site_xpos[i].copy() for i in self._sites])
+        arm = np.concatenate(points)
+        radius = np.tile(self._rbound, len(frames))
+        lam = np.linspace(0.0, 1.0, 12)[:, None]
+        corridor = []
+        for i, cols in enumerate(self.goal_cols):
+            goal = obs[0, cols]
+            for lift in CORRIDOR_LIFTS:
+                end = goal + (0.0, 0.0, lift)
+                for h in hands:
+                    corridor.append(h[i] + lam * (end - h[i]))
+        return arm, radius, np.concatenate(corridor)
+
+
+def distances(points: np.ndarray, ob: Obstacle) -> np.ndarray:
+    """Distance from each point (n, 3) to the obstacle's surface (negative inside)."""
+    c, h = np.asarray(ob.position), ob.half_extents
+    if ob.type == "sphere":
+        return np.linalg.norm(points - c, axis=1) - h[0]
+    q = np.abs(points - c) - h
+    return np.linalg.norm(np.maximum(q, 0.0), axis=1) + np.minimum(q.max(1), 0.0)
+
+
+def _apart(a: Obstacle, b: Obstacle) -> bool:
+    """Footprints (bounding circles) at least OBSTACLE_GAP apart."""
+    gap = np.linalg.norm(np.subtract(a.position[:2], b.position[:2])) - a.radius - b.radius
+    return bool(gap >= OBSTACLE_GAP)
+
+
+def _draw(rng: np.random.Generator, side: str) -> Obstacle:
+    kind = "sphere" if rng.random() < SPHERE_SHARE else "box"
+    return obstacle_from_params(REGION.sample(rng), kind, side)
+
+
+def candidate_sets(sweep: EpisodeSweep, obs: np.ndarray, n_sets: int,
+                   rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, int]:
+    """``n_sets`` sets of distractors for one episode's raw observations (T, obs_dim):
+    (raw slot features (n_sets, MAX_OBSTACLES, OBSTACLE_WIDTH), how many of each set's
+    slots are filled (n_sets,), index of the first empty slot)."""
+    feats = np.zeros((n_sets, MAX_OBSTACLES, OBSTACLE_WIDTH))
+    counts = np.zeros(n_sets, dtype=np.int64)
+    real = sweep.static_obstacles(obs)
+    if real is None or len(real) >= MAX_OBSTACLES:
+        return feats, counts, MAX_OBSTACLES
+    arm, radius, corridor = sweep.keep_out(obs)
+    empty = MAX_OBSTACLES - len(real)
+    for k in range(n_sets):
+        chosen: list[Obstacle] = []
+        for _ in range(DRAWS):
+            if len(chosen) == empty:
+                break
+            ob = _draw(rng, sweep.hands[rng.integers(len(sweep.hands))])
+            if not all(_apart(ob, o) for o in real + chosen):
+                continue
+            if np.min(distances(arm, ob) - radius) < ARM_CLEARANCE:
+                continue
+            if np.min(distances(corridor, ob)) < CORRIDOR_CLEARANCE:
+                continue
+            chosen.append(ob)
+        counts[k] = len(chosen)
+        if chosen:
+            slots = obstacle_features(chosen, MAX_OBSTACLES).reshape(MAX_OBSTACLES, -1)
+            feats[k, :len(chosen)] = slots[:len(chosen)]
+    return feats, counts, len(real)
+
+
+class DistractorBank:
+    """Every training episode's candidate sets, normalized for the slots they go into."""
+
+    def __init__(self, feats: torch.Tensor, counts: torch.Tensor, first: torch.Tensor,
+                 slot_cols: list[int]) -> None:
+        self.feats, self.counts, self.first, self.slot_cols = feats, counts, first, slot_cols
+
+    @classmethod
+    def build(cls, episodes: list[np.ndarray], state_names: list[str], arm: str,
+              obs_mean: np.ndarray, obs_scale: np.ndarray, n_sets: int, seed: int
+              ) -> DistractorBank:
+        """``episodes``: raw observations (T, obs_dim) of each training episode, in order."""
+        sweep = EpisodeSweep(state_names, arm)
+        rng = np.random.default_rng(seed)
+        n = len(episodes)
+        feats = np.zeros((n, n_sets, MAX_OBSTACLES, OBSTACLE_WIDTH), dtype=np.float32)
+        counts = np.zeros((n, n_sets), dtype=np.int64)
+        first = np.zeros(n, dtype=np.int64)
+        for i, obs in enumerate(episodes):
+            raw, counts[i], first[i] = candidate_sets(sweep, obs, n_sets, rng)
+            for j in range(MAX_OBSTACLES - first[i]):
+                c = sweep.slot_cols[first[i] + j]
+                cols = slice(c, c + OBSTACLE_WIDTH)
+                feats[i, :, j] = (raw[:, j] - obs_mean[cols]) / obs_scale[cols]
+            feats[i][np.arange(MAX_OBSTACLES)[None, :] >= counts[i][:, None]] = 0.0
+        return cls(torch.from_numpy(feats), torch.from_numpy(counts), torch.from_numpy(first),
+                   sweep.slot_cols)
+
+    def coverage(self) -> float:
+        """Fraction of episodes that can get at least one distractor."""
+        return float((self.counts.max(1).values > 0).float().mean()) if len(self.counts) else 0.0
+
+    def apply(self, obs: torch.Tensor, next_obs: torch.Tensor, rows: torch.Tensor,
+              prob: float, gen: torch.Generator) -> None:
+        """With probability ``prob`` per sequence, write 1..k distractors of one of its
+        episode's sets into its empty slots, the same at every step (in place; obs and
+        next_obs are (B, T, obs_dim) normalized, rows[b] the episode of sequence b)."""
+        b = len(rows)
+        use = torch.rand(b, generator=gen) < prob
+        k = torch.randint(self.counts.shape[1], (b,), generator=gen)
+        avail = self.counts[rows, k]
+        m = (torch.rand(b, generator=gen) * avail).long() + 1  # 1..avail
+        m = torch.where(use & (avail > 0), m, torch.zeros_like(m))
+        for j in range(MAX_OBSTACLES):
+            sel = torch.nonzero(m > j)[:, 0]
+            if len(sel) == 0:
+                break
+            slot = self.first[rows[sel]] + j
+            vals = self.feats[rows[sel], k[sel], j]
+            for s, c in enumerate(self.slot_cols):
+                here = slot == s
+                if here.any():
+                    ids = sel[here]
+                    obs[ids, :, c:c + OBSTACLE_WIDTH] = vals[here][:, None]
+                    next_obs[ids, :, c:c + OBSTACLE_WIDTH] = vals[here][:, None]
