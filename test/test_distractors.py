@@ -64,7 +64,7 @@ def test_the_expert_acts_the_same_with_its_distractors(seed):
 def data(tmp_path_factory):
     root = generate_dataset(tmp_path_factory.mktemp("d") / "ds", 10, 2, seed=5)
     return (OfflineData(root, DataConfig(val_fraction=0.2, distractors=1.0)),
-            OfflineData(root, DataConfig(val_fraction=0.2)))
+            OfflineData(root, DataConfig(val_fraction=0.2, distractors=0.0)))
 
 
 def test_batches_get_distractors_only_in_empty_slots(data):
