@@ -9,7 +9,12 @@ import pytest
 import torch
 
 from mberil_ros.algos.data import DataConfig, OfflineData
-from mberil_ros.algos.distractors import ARM_CLEARANCE, EpisodeSweep, candidate_sets
+from mberil_ros.algos.distractors import (
+    ARM_CLEARANCE,
+    EpisodeSweep,
+    candidate_sets,
+    not_applicable,
+)
 from mberil_ros.sim.demonstrators import ScriptedExpert
 from mberil_ros.sim.kinematics import ArmKinematics
 from mberil_ros.sim.rollout_dataset import _rollout, generate_dataset
@@ -127,3 +132,14 @@ def test_distractor_settings_are_validated():
         DataConfig(distractors=1.5)
     with pytest.raises(ValueError, match="distractor_sets"):
         DataConfig(distractor_sets=0)
+
+
+def test_an_observation_without_goal_or_slots_takes_none():
+    names = observation_layout("right").state_names
+    assert not_applicable(names, "right") is None
+    assert "goal.x" in not_applicable([n for n in names if not n.startswith("goal")], "right")
+    assert "obstacle" in not_applicable([n for n in names if not n.startswith("obstacle")],
+                                        "right")
+    assert "goal_left" in not_applicable(names, "both")
+    with pytest.raises(ValueError, match="no obstacle slots"):
+        EpisodeSweep([n for n in names if not n.startswith("obstacle")], "right")

@@ -27,7 +27,7 @@ from mberil_ros.algos.codec import (
     joint_position_index,
     previous_commands,
 )
-from mberil_ros.algos.distractors import DistractorBank
+from mberil_ros.algos.distractors import DistractorBank, not_applicable
 from mberil_ros.data.dataset import Dataset
 from mberil_ros.errors import UserError
 from mberil_ros.sim.labels import DEMONSTRATORS
@@ -192,9 +192,12 @@ class OfflineData:
                             "expert": labels[i] == "expert"})
             return EpisodeSet(eps, self.obs_dim, self.act_dim)
         self.train_ids, self.val_ids = train, val
-        raw: list[np.ndarray] | None = [] if self.cfg.distractors > 0 and train else None
-        self.train, self.val = load(train, raw), load(val)
         # distractor obstacles for the training split only (validation stays as recorded)
+        self.distractors_off = (not_applicable(self.state_names, self.arm)
+                                if self.cfg.distractors > 0 else None)
+        use = self.cfg.distractors > 0 and bool(train) and self.distractors_off is None
+        raw: list[np.ndarray] | None = [] if use else None
+        self.train, self.val = load(train, raw), load(val)
         self.distractors = None if raw is None else DistractorBank.build(
             raw, self.state_names, self.arm, self.codec.obs_mean, self.codec.obs_scale,
             self.cfg.distractor_sets, self.cfg.split_seed)

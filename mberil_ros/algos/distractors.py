@@ -34,7 +34,6 @@ from mberil_ros.sim.observation import obstacle_features
 from mberil_ros.sim.scene import Obstacle
 from mberil_ros.sim.spaces import (
     ALL_JOINTS,
-    MAX_OBSTACLES,
     OB_HALF_EXTENTS,
     OB_IS_SPHERE,
     OB_POSITION,
@@ -54,10 +53,35 @@ FRAME_STRIDE = 5  # ticks (0.1 s at 50 Hz)
 DRAWS = 64  # candidates drawn per set before giving up on filling it
 
 
+def slot_count(state_names: list[str]) -> int:
+    """Obstacle slots in an observation (``obstacle0.x``, ``obstacle1.x``, ...)."""
+    n = 0
+    while f"obstacle{n}.{OBSTACLE_FIELDS[0]}" in state_names:
+        n += 1
+    return n
+
+
+def not_applicable(state_names: list[str], arm: str) -> str | None:
+    """Why an observation cannot take distractors (no goal, no obstacle slots), or None."""
+    hands = 2 if arm == "both" else 1
+    goals = [f"{r}.{c}" for r in ("goal", "goal_left")[:hands] for c in "xyz"]
+    missing = [g for g in goals if g not in state_names]
+    if missing:
+        return f"no goal features ({', '.join(missing)})"
+    if slot_count(state_names) == 0:
+        return "no obstacle slots (obstacle0.x, ...)"
+    return None
+
+
 class EpisodeSweep:
     """Where an episode's arm goes: the points a distractor must keep away from."""
 
     def __init__(self, state_names: list[str], arm: str) -> None:
+        """Raises ValueError naming what is missing when the observation has no goal or no
+        obstacle slots (``applicable`` says so beforehand)."""
+        problem = not_applicable(state_names, arm)
+        if problem:
+            raise ValueError(problem)
         self.kin = ArmKinematics()
         self.hands = ("right", "left") if arm == "both" else (arm,)
         self.arm = arm
@@ -65,7 +89,8 @@ class EpisodeSweep:
         roles = ("goal", "goal_left")[:len(self.hands)]
         self.goal_cols = [[state_names.index(f"{r}.{c}") for c in "xyz"] for r in roles]
         self.slot_cols = [state_names.index(f"obstacle{s}.{OBSTACLE_FIELDS[0]}")
-                          for s in range(MAX_OBSTACLES)]
+                          for s in range(slot_count(state_names))]
+        self.n_slots = len(self.slot_cols)
         m = self.kin.model
         joints = [n for n in self.joint_cols if n in ALL_JOINTS]
         self._qadr = np.array([int(m.joint(n).qposadr[0]) for n in joints])
@@ -134,15 +159,16 @@ def _draw(rng: np.random.Generator, side: str) -> Obstacle:
 def candidate_sets(sweep: EpisodeSweep, obs: np.ndarray, n_sets: int,
                    rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, int]:
     """``n_sets`` sets of distractors for one episode's raw observations (T, obs_dim):
-    (raw slot features (n_sets, MAX_OBSTACLES, OBSTACLE_WIDTH), how many of each set's
+    (raw slot features (n_sets, slots, OBSTACLE_WIDTH), how many of each set's
     slots are filled (n_sets,), index of the first empty slot)."""
-    feats = np.zeros((n_sets, MAX_OBSTACLES, OBSTACLE_WIDTH))
+    n = sweep.n_slots
+    feats = np.zeros((n_sets, n, OBSTACLE_WIDTH))
     counts = np.zeros(n_sets, dtype=np.int64)
     real = sweep.static_obstacles(obs)
-    if real is None or len(real) >= MAX_OBSTACLES:
-        return feats, counts, MAX_OBSTACLES
+    if real is None or len(real) >= n:
+        return feats, counts, n
     arm, radius, corridor = sweep.keep_out(obs)
-    empty = MAX_OBSTACLES - len(real)
+    empty = n - len(real)
     for k in range(n_sets):
         chosen: list[Obstacle] = []
         for _ in range(DRAWS):
@@ -158,7 +184,7 @@ def candidate_sets(sweep: EpisodeSweep, obs: np.ndarray, n_sets: int,
             chosen.append(ob)
         counts[k] = len(chosen)
         if chosen:
-            slots = obstacle_features(chosen, MAX_OBSTACLES).reshape(MAX_OBSTACLES, -1)
+            slots = obstacle_features(chosen, n).reshape(n, -1)
             feats[k, :len(chosen)] = slots[:len(chosen)]
     return feats, counts, len(real)
 
@@ -178,16 +204,17 @@ class DistractorBank:
         sweep = EpisodeSweep(state_names, arm)
         rng = np.random.default_rng(seed)
         n = len(episodes)
-        feats = np.zeros((n, n_sets, MAX_OBSTACLES, OBSTACLE_WIDTH), dtype=np.float32)
+        slots = sweep.n_slots
+        feats = np.zeros((n, n_sets, slots, OBSTACLE_WIDTH), dtype=np.float32)
         counts = np.zeros((n, n_sets), dtype=np.int64)
         first = np.zeros(n, dtype=np.int64)
         for i, obs in enumerate(episodes):
             raw, counts[i], first[i] = candidate_sets(sweep, obs, n_sets, rng)
-            for j in range(MAX_OBSTACLES - first[i]):
+            for j in range(slots - first[i]):
                 c = sweep.slot_cols[first[i] + j]
                 cols = slice(c, c + OBSTACLE_WIDTH)
                 feats[i, :, j] = (raw[:, j] - obs_mean[cols]) / obs_scale[cols]
-            feats[i][np.arange(MAX_OBSTACLES)[None, :] >= counts[i][:, None]] = 0.0
+            feats[i][np.arange(slots)[None, :] >= counts[i][:, None]] = 0.0
         return cls(torch.from_numpy(feats), torch.from_numpy(counts), torch.from_numpy(first),
                    sweep.slot_cols)
 
@@ -206,7 +233,7 @@ class DistractorBank:
         avail = self.counts[rows, k]
         m = (torch.rand(b, generator=gen) * avail).long() + 1  # 1..avail
         m = torch.where(use & (avail > 0), m, torch.zeros_like(m))
-        for j in range(MAX_OBSTACLES):
+        for j in range(len(self.slot_cols)):
             sel = torch.nonzero(m > j)[:, 0]
             if len(sel) == 0:
                 break

@@ -173,7 +173,10 @@ class TrainingRun:
                     k = algo.step_batch_size
                     line += f"; behaviour cloning: {k} x {n} = {k * n} i.i.d. expert steps"
                 print(line)
-            bank = self.algo.data.distractors
+            bank, off = self.algo.data.distractors, self.algo.data.distractors_off
+            if off:
+                print(f"note: algo.data.distractors={algo.data.distractors} has no effect: "
+                      f"the dataset's observation has {off}")
             if bank is not None:
                 print(f"distractor obstacles: p={algo.data.distractors} per sequence; "
                       f"{bank.coverage():.0%} of the training episodes have room for one")
