@@ -117,12 +117,18 @@ def test_validation_and_prob_zero_are_untouched(data):
 
 
 def test_a_changing_scene_gets_no_distractors():
+    """An obstacle that appears, or a goal that moves, mid-episode: no distractors."""
     layout = observation_layout("right")
     sweep = EpisodeSweep(layout.state_names, "right")
     obs = np.zeros((30, layout.obs_dim))
     obs[:, layout.goal] = (0.35, -0.3, 0.05)
     c = layout.obstacles.start
     obs[10:, c:c + OBSTACLE_WIDTH] = (0.4, -0.4, -0.05, 0.02, 0.02, 0.05, 0.0, 1.0)
+    _, counts, first = candidate_sets(sweep, obs, 3, np.random.default_rng(0))
+    assert first == MAX_OBSTACLES and not counts.any()
+    obs[:, c:c + OBSTACLE_WIDTH] = obs[-1, c:c + OBSTACLE_WIDTH]  # fixed obstacle ...
+    assert candidate_sets(sweep, obs, 3, np.random.default_rng(0))[1].any()
+    obs[20:, layout.goal] = (0.30, -0.2, 0.05)  # ... but the goal moves
     _, counts, first = candidate_sets(sweep, obs, 3, np.random.default_rng(0))
     assert first == MAX_OBSTACLES and not counts.any()
 

@@ -78,13 +78,12 @@ class EpisodeSweep:
 
     def __init__(self, state_names: list[str], arm: str) -> None:
         """Raises ValueError naming what is missing when the observation has no goal or no
-        obstacle slots (``applicable`` says so beforehand)."""
+        obstacle slots (``not_applicable`` says so beforehand)."""
         problem = not_applicable(state_names, arm)
         if problem:
             raise ValueError(problem)
         self.kin = ArmKinematics()
         self.hands = ("right", "left") if arm == "both" else (arm,)
-        self.arm = arm
         self.joint_cols = {n[:-4]: i for i, n in enumerate(state_names) if n.endswith(".pos")}
         roles = ("goal", "goal_left")[:len(self.hands)]
         self.goal_cols = [[state_names.index(f"{r}.{c}") for c in "xyz"] for r in roles]
@@ -100,10 +99,12 @@ class EpisodeSweep:
         self._rbound = m.geom_rbound[self._geoms].copy()
 
     def static_obstacles(self, obs: np.ndarray) -> list[Obstacle] | None:
-        """The episode's obstacles, or None when they change during the episode (then it
-        gets no distractors: the rule above assumes a fixed scene)."""
+        """The episode's obstacles, or None when they or the goal change during the episode
+        (then it gets no distractors: the rule above assumes a fixed scene)."""
         slots = np.stack([obs[:, c:c + OBSTACLE_WIDTH] for c in self.slot_cols], 1)
-        if not np.allclose(slots, slots[:1], atol=1e-6):
+        goals = obs[:, sum(self.goal_cols, [])]
+        if not (np.allclose(slots, slots[:1], atol=1e-6)
+                and np.allclose(goals, goals[:1], atol=1e-6)):
             return None
         out = []
         for slot in slots[0]:
