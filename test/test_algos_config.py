@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -16,6 +18,13 @@ from mberil_ros.data.dataset import Dataset
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     return tiny_data(tmp_path_factory.mktemp("cfg"))
+
+
+@pytest.fixture(scope="module")
+def recorded(data):
+    """The same data without distractor obstacles: batches hold exactly the recorded
+    steps (distractors have their own tests in test_distractors.py)."""
+    return OfflineData(data.dataset, dataclasses.replace(data.cfg, distractors=0.0))
 
 
 def test_alpha_without_suboptimal_episodes_is_an_error_naming_field_and_dataset(tmp_path):
@@ -74,7 +83,8 @@ def test_split_is_by_episode_seeded_and_covers_both_labels(tmp_path):
     assert a.val.count("expert") == 2 and a.val.count("suboptimal") == 2
 
 
-def test_batches_start_at_the_episode_start_with_a_mask(data):
+def test_batches_start_at_the_episode_start_with_a_mask(recorded):
+    data = recorded
     g = torch.Generator().manual_seed(0)
     b = data.sample("all", 6, g)
     rows_first = data.codec.obs(np.stack([data.dataset.episode(i).observation[0]
@@ -96,7 +106,8 @@ def test_batches_start_at_the_episode_start_with_a_mask(data):
     assert e.expert.all()
 
 
-def test_step_batches_draw_valid_steps_of_the_label_uniformly(data):
+def test_step_batches_draw_valid_steps_of_the_label_uniformly(recorded):
+    data = recorded
     g = torch.Generator().manual_seed(0)
     b = data.sample_steps("expert", 4000, g)
     assert b.obs.shape == (4000, 1, data.obs_dim) and b.mask.all() and b.expert.all()
