@@ -105,7 +105,7 @@ def test_batches_get_distractors_only_in_empty_slots(data):
             assert torch.equal(b1.obs[b][:, cols], b0.obs[b][:, cols])
 
 
-def test_validation_and_prob_zero_are_untouched(data):
+def test_validation_and_input_bounds_are_untouched(data):
     aug, plain = data
     g1, g2 = torch.Generator().manual_seed(4), torch.Generator().manual_seed(4)
     assert torch.equal(aug.sample("all", 8, g1, split="val").obs,
