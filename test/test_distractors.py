@@ -17,18 +17,11 @@ from mberil_ros.algos.distractors import (
 )
 from mberil_ros.sim.demonstrators import ScriptedExpert
 from mberil_ros.sim.kinematics import ArmKinematics
+from mberil_ros.sim.observation import obstacle_features, obstacles_from_features
 from mberil_ros.sim.rollout_dataset import _rollout, generate_dataset
-from mberil_ros.sim.scene import Obstacle
+from mberil_ros.sim.scene import Obstacle, point_obstacle_distance, points_obstacle_distance
 from mberil_ros.sim.spaces import MAX_OBSTACLES, OB_PRESENT, OBSTACLE_WIDTH, observation_layout
 from mberil_ros.sim.task import ReachingTask
-
-
-def _distractors(feats: np.ndarray, count: int) -> list[Obstacle]:
-    out = []
-    for slot in feats[:count]:
-        kind = "sphere" if slot[6] > 0.5 else "box"
-        out.append(Obstacle(kind, tuple(slot[:3]), tuple(2 * slot[3:6])))
-    return out
 
 
 @pytest.mark.parametrize("seed", [11, 12])
@@ -44,7 +37,8 @@ def test_the_expert_acts_the_same_with_its_distractors(seed):
     if first == MAX_OBSTACLES:
         pytest.skip("this layout has no empty slot")  # seeds are fixed: never in practice
     assert counts.max() > 0
-    extra = _distractors(feats[int(np.argmax(counts))], int(counts.max()))
+    extra = obstacles_from_features(feats[int(np.argmax(counts))])
+    assert len(extra) == counts.max()
     scene = replace(episode, obstacles=tuple(episode.obstacles) + tuple(extra))
 
     # MuJoCo's exact distances agree with the bounding-sphere test
@@ -149,3 +143,17 @@ def test_an_observation_without_goal_or_slots_takes_none():
     assert "goal_left" in not_applicable(names, "both")
     with pytest.raises(ValueError, match="no obstacle slots"):
         EpisodeSweep([n for n in names if not n.startswith("obstacle")], "right")
+
+
+def test_slot_features_round_trip_and_many_point_distances():
+    obs = [Obstacle.box((0.3, -0.3, -0.05), (0.04, 0.05, 0.10)),
+           Obstacle.sphere((0.4, -0.1, 0.1), 0.03)]
+    back = obstacles_from_features(obstacle_features(obs))
+    assert [o.type for o in back] == ["box", "sphere"]
+    for a, b in zip(back, obs, strict=True):
+        np.testing.assert_allclose(a.position, b.position)
+        np.testing.assert_allclose(a.size, b.size)
+    pts = np.random.default_rng(0).uniform(-0.5, 0.5, (50, 3))
+    for ob in obs:
+        np.testing.assert_allclose(points_obstacle_distance(pts, ob),
+                                   [point_obstacle_distance(p, ob) for p in pts], atol=1e-12)

@@ -30,16 +30,13 @@ import torch
 
 from mberil_ros.sim.kinematics import ArmKinematics
 from mberil_ros.sim.model import HAND_SITES
-from mberil_ros.sim.observation import obstacle_features
-from mberil_ros.sim.scene import Obstacle
+from mberil_ros.sim.observation import obstacle_features, obstacles_from_features
+from mberil_ros.sim.scene import Obstacle, points_obstacle_distance
 from mberil_ros.sim.spaces import (
     ALL_JOINTS,
-    OB_HALF_EXTENTS,
-    OB_IS_SPHERE,
-    OB_POSITION,
-    OB_PRESENT,
     OBSTACLE_FIELDS,
     OBSTACLE_WIDTH,
+    observation_layout,
 )
 from mberil_ros.sim.suites import Box, obstacle_from_params
 
@@ -63,8 +60,7 @@ def slot_count(state_names: list[str]) -> int:
 
 def not_applicable(state_names: list[str], arm: str) -> str | None:
     """Why an observation cannot take distractors (no goal, no obstacle slots), or None."""
-    hands = 2 if arm == "both" else 1
-    goals = [f"{r}.{c}" for r in ("goal", "goal_left")[:hands] for c in "xyz"]
+    goals = [f"{r}.{c}" for r in observation_layout(arm).goal_roles for c in "xyz"]
     missing = [g for g in goals if g not in state_names]
     if missing:
         return f"no goal features ({', '.join(missing)})"
@@ -83,10 +79,11 @@ class EpisodeSweep:
         if problem:
             raise ValueError(problem)
         self.kin = ArmKinematics()
-        self.hands = ("right", "left") if arm == "both" else (arm,)
+        layout = observation_layout(arm)
+        self.hands = layout.hands
         self.joint_cols = {n[:-4]: i for i, n in enumerate(state_names) if n.endswith(".pos")}
-        roles = ("goal", "goal_left")[:len(self.hands)]
-        self.goal_cols = [[state_names.index(f"{r}.{c}") for c in "xyz"] for r in roles]
+        self.goal_cols = [[state_names.index(f"{r}.{c}") for c in "xyz"]
+                          for r in layout.goal_roles]
         self.slot_cols = [state_names.index(f"obstacle{s}.{OBSTACLE_FIELDS[0]}")
                           for s in range(slot_count(state_names))]
         self.n_slots = len(self.slot_cols)
@@ -106,13 +103,7 @@ class EpisodeSweep:
         if not (np.allclose(slots, slots[:1], atol=1e-6)
                 and np.allclose(goals, goals[:1], atol=1e-6)):
             return None
-        out = []
-        for slot in slots[0]:
-            if slot[OB_PRESENT] < 0.5:
-                break
-            kind = "sphere" if slot[OB_IS_SPHERE] > 0.5 else "box"
-            out.append(Obstacle(kind, tuple(slot[OB_POSITION]), tuple(2 * slot[OB_HALF_EXTENTS])))
-        return out
+        return obstacles_from_features(slots[0])
 
     def keep_out(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(arm points, their radii, corridor points) over every FRAME_STRIDE-th tick."""
@@ -135,15 +126,6 @@ class EpisodeSweep:
                 for h in hands:
                     corridor.append(h[i] + lam * (end - h[i]))
         return arm, radius, np.concatenate(corridor)
-
-
-def distances(points: np.ndarray, ob: Obstacle) -> np.ndarray:
-    """Distance from each point (n, 3) to the obstacle's surface (negative inside)."""
-    c, h = np.asarray(ob.position), ob.half_extents
-    if ob.type == "sphere":
-        return np.linalg.norm(points - c, axis=1) - h[0]
-    q = np.abs(points - c) - h
-    return np.linalg.norm(np.maximum(q, 0.0), axis=1) + np.minimum(q.max(1), 0.0)
 
 
 def _apart(a: Obstacle, b: Obstacle) -> bool:
@@ -178,9 +160,9 @@ def candidate_sets(sweep: EpisodeSweep, obs: np.ndarray, n_sets: int,
             ob = _draw(rng, sweep.hands[rng.integers(len(sweep.hands))])
             if not all(_apart(ob, o) for o in real + chosen):
                 continue
-            if np.min(distances(arm, ob) - radius) < ARM_CLEARANCE:
+            if np.min(points_obstacle_distance(arm, ob) - radius) < ARM_CLEARANCE:
                 continue
-            if np.min(distances(corridor, ob)) < CORRIDOR_CLEARANCE:
+            if np.min(points_obstacle_distance(corridor, ob)) < CORRIDOR_CLEARANCE:
                 continue
             chosen.append(ob)
         counts[k] = len(chosen)

@@ -39,6 +39,17 @@ def obstacle_features(obstacles: Sequence[Obstacle], max_obstacles: int = MAX_OB
     return slots.reshape(-1)
 
 
+def obstacles_from_features(slots: np.ndarray) -> list[Obstacle]:
+    """Inverse of ``obstacle_features``: the obstacles of the present slots, in slot order."""
+    out = []
+    for slot in np.asarray(slots, dtype=float).reshape(-1, OBSTACLE_WIDTH):
+        if slot[OB_PRESENT] < 0.5:
+            break
+        kind = "sphere" if slot[OB_IS_SPHERE] > 0.5 else "box"
+        out.append(Obstacle(kind, tuple(slot[OB_POSITION]), tuple(2 * slot[OB_HALF_EXTENTS])))
+    return out
+
+
 def build_observation(
     layout: ObservationLayout,
     positions: Mapping[str, float],

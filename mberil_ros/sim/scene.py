@@ -65,6 +65,15 @@ def point_obstacle_distance(p: np.ndarray, ob: Obstacle) -> float:
     return float(outside + inside)
 
 
+def points_obstacle_distance(points: np.ndarray, ob: Obstacle) -> np.ndarray:
+    """``point_obstacle_distance`` for many points (n, 3) at once."""
+    c, h = np.asarray(ob.position, dtype=float), ob.half_extents
+    if ob.type == "sphere":
+        return np.linalg.norm(points - c, axis=1) - h[0]
+    q = np.abs(points - c) - h
+    return np.linalg.norm(np.maximum(q, 0.0), axis=1) + np.minimum(q.max(1), 0.0)
+
+
 def segment_obstacle_distance(a: np.ndarray, b: np.ndarray, ob: Obstacle, n: int = 12) -> float:
     """Smallest distance from the segment a-b to the obstacle (sampled; n points suffice for
     the few-cm obstacles and ~0.3 m segments of this task)."""
