@@ -6,8 +6,13 @@ the path (docs/learning.md): a value the network never saw in an obstacle slot m
 output even when the obstacle does not matter. A demonstrator reacts to an obstacle only
 when it is near the arm or near the way from the hand to the goal, so an obstacle that
 stays clear of both, at every tick of an episode, leaves the recorded actions valid. Adding
-such obstacles to the observation (never to the physics) teaches the networks that an
-obstacle far from where the arm goes does not change what to do.
+such obstacles to the observation (never to the physics) was meant to teach the networks
+that an obstacle far from where the arm goes does not change what to do. Measured
+(docs/learning.md, "What the networks read of the distractors"): REGION is far larger than
+the recorded obstacles' range, so with the input clamp (network.clip_inputs) the networks
+read nearly every distractor moved to the edge of that range; what they learn is to
+discount obstacles read there, which is where the gains on new placements come from, and
+which makes them pay less attention to an obstacle outside anything demonstrated.
 
 Per training episode, ``candidate_sets`` draws a few sets of such obstacles once (at data
 load); each batch then fills 1..k of an episode's empty slots from one set, with the

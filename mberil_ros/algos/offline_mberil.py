@@ -110,17 +110,20 @@ class OfflineMBERILConfig:
     #   over bc_warmstart_steps (as BCConfig.lr with lr_decay_steps)
     step_batch_size: int = 512  # mlp backbone: i.i.d. expert steps per BC batch (warm start
     #   and anchor), as BCConfig.step_batch_size
-    lr_policy: float = 1e-3  # AdamW learning rates (policy: the adversarial phase)
+    lr_policy: float = 1e-4  # AdamW learning rates (policy: the adversarial phase; small, so
+    #   that it starts from the warm start instead of undoing it: docs/learning.md)
     lr_model: float = 3e-4
     lr_disc: float = 3e-4
     weight_decay: float = 0.0  # AdamW decay (never on A_log, D, biases, norms)
     batch_size: int = 16  # episodes (whole, padded) per batch and data source
     rollout_batch: int = 16  # rollouts started per iteration
-    bc_warmstart_steps: int = 1000  # BC steps on D_E before the adversarial loop
+    bc_warmstart_steps: int = 3000  # BC steps on D_E before the adversarial loop (what makes
+    #   the policy reach: the defaults reach the targets in ~25 min on 2 cores)
     init_policy: str | None = None  # a BC checkpoint (or run folder) to start the policy
     #   from instead of the BC warm start (same network, dataset and data settings; its
     #   normalization must match); bc_warmstart_steps is then skipped
-    model_warmstart_steps: int = 1000  # MLE steps on D_E u D_S before the adversarial loop
+    model_warmstart_steps: int = 200  # MLE steps on D_E u D_S before the adversarial loop
+    #   (taken beside the first BC steps)
     disc_steps: int = 1  # discriminator steps per iteration
     policy_steps: int = 1  # policy steps per iteration
     model_steps: int = 1  # model steps per iteration
@@ -270,6 +273,12 @@ class OfflineMBERIL:
     def warm(self) -> bool:
         return (self.bc_done >= self.cfg.bc_warmstart_steps
                 and self.mle_done >= self.cfg.model_warmstart_steps)
+
+    @property
+    def warmstart_remaining(self) -> int:
+        """Training steps before the first adversarial iteration (BC and MLE run side by side)."""
+        return max(self.cfg.bc_warmstart_steps - self.bc_done,
+                   self.cfg.model_warmstart_steps - self.mle_done, 0)
 
     def train_step(self, step: int) -> dict[str, float]:
         if not self.warm:

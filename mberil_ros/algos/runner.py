@@ -180,6 +180,11 @@ class TrainingRun:
             if bank is not None:
                 print(f"distractor obstacles: p={algo.data.distractors} per sequence; "
                       f"{bank.coverage():.0%} of the training episodes have room for one")
+            warm_left = getattr(self.algo, "warmstart_remaining", 0)
+            if warm_left and self.step + warm_left >= run.steps:
+                print(f"note: steps={run.steps} ends inside the warm start ({warm_left} more "
+                      "steps): no adversarial iteration runs and the result is the warm start; "
+                      "raise steps")
             decay = getattr(algo, "lr_decay_steps", 0)
             if 0 < decay < run.steps:
                 print(f"note: algo.lr_decay_steps={decay} < steps={run.steps}: the learning "

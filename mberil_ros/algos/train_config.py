@@ -42,7 +42,8 @@ class RunConfig:
     device: str = "auto"  # auto (cuda if available) | cpu | cuda | cuda:N
     deterministic: bool = False  # torch deterministic algorithms: bit-exact resume on CPU
     num_threads: int = 0  # torch intra-op threads per process; 0 keeps torch's default
-    steps: int = 3000  # training iterations (each: the algorithm's train_step)
+    steps: int = 3100  # training iterations (each: the algorithm's train_step), warm starts
+    #   included: Offline-MB-ERIL's 3000 warm-start steps, then 100 adversarial iterations
     log_every: int = 10  # steps between TensorBoard/metrics.jsonl rows
     eval_every: int = 250  # steps between held-out evaluations (NLL_pi, NLL_m)
     checkpoint_every: int = 250  # steps between checkpoints (one is also written at the end)
