@@ -118,7 +118,7 @@ class OfflineMBERILConfig:
     batch_size: int = 16  # episodes (whole, padded) per batch and data source
     rollout_batch: int = 16  # rollouts started per iteration
     bc_warmstart_steps: int = 3000  # BC steps on D_E before the adversarial loop (what makes
-    #   the policy reach: the defaults reach the targets in ~25 min on 2 cores)
+    #   the policy reach: docs/learning.md, "The default configs")
     init_policy: str | None = None  # a BC checkpoint (or run folder) to start the policy
     #   from instead of the BC warm start (same network, dataset and data settings; its
     #   normalization must match); bc_warmstart_steps is then skipped
