@@ -2,7 +2,7 @@
 and 500 Hz, next to an idle rclpy timer at the same rate measured in the same run.
 
     .venv/bin/python bench/control_loop.py [--seconds 60] [--rates 100 500] [--checkpoint DIR]
-        [--thread-priority N] [--lock-memory]
+        [--thread-priority N] [--lock-memory] [--inference-threads N]
 
 Prints, per rate: the policy's missed ticks, loop period p50/p99, jitter p99 (|period -
 1/rate|) and inference p50/p99 (from policy_node's own statistics, wall clock), and the
@@ -11,7 +11,8 @@ and p99 jitter <= 2 ms; 500 Hz with <= 1 % missed ticks. The policy is the small
 BC-MLP of test/data (its commands at another rate than it was trained at do not matter
 here: only timing is measured). --thread-priority / --lock-memory set policy_node's
 parameters of the same names (SCHED_FIFO, mlockall: they need root or the matching limits)
-and give the idle timer the same scheduling, so the two stay comparable.
+and give the idle timer the same scheduling, so the two stay comparable. --inference-threads
+sets policy_node's torch threads (default: the node's default, 1; 0: torch's).
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ print(f"IDLE {len(stamps)} {missed} {1e3 * np.percentile(p, 50):.3f} "
 
 
 def run_rate(rate: float, seconds: float, checkpoint: Path, priority: int = 0,
-             lock: bool = False) -> dict[str, str]:
+             lock: bool = False, inference_threads: int = 1) -> dict[str, str]:
     env = dict(os.environ, PYTHONUNBUFFERED="1", ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
                ROS_DOMAIN_ID=str(60 + int(rate) % 40))
     sim = subprocess.Popen(node_command("sim_node", {"control_rate": rate, "auto_start": True,
@@ -58,7 +59,8 @@ def run_rate(rate: float, seconds: float, checkpoint: Path, priority: int = 0,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     policy = subprocess.Popen(node_command("policy_node", {
         "checkpoint": str(checkpoint), "autostart": True, "control_rate": rate,
-        "diagnostics_rate": 1.0, "thread_priority": priority, "lock_memory": lock}),
+        "diagnostics_rate": 1.0, "thread_priority": priority, "lock_memory": lock,
+        "inference_threads": inference_threads}),
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
     idle = subprocess.Popen([sys.executable, "-c", IDLE, str(rate), str(seconds), str(priority)],
                             stdout=subprocess.PIPE, text=True, env=env)
@@ -93,9 +95,11 @@ def main() -> None:
     parser.add_argument("--thread-priority", type=int, default=0,
                         help="policy_node's SCHED_FIFO priority (0: normal scheduling)")
     parser.add_argument("--lock-memory", action="store_true", help="policy_node mlockall")
+    parser.add_argument("--inference-threads", type=int, default=1,
+                        help="policy_node's torch threads (0: torch's default)")
     args = parser.parse_args()
-    rows = [run_rate(r, args.seconds, args.checkpoint, args.thread_priority, args.lock_memory)
-            for r in args.rates]
+    rows = [run_rate(r, args.seconds, args.checkpoint, args.thread_priority, args.lock_memory,
+                     args.inference_threads) for r in args.rates]
     keys = list(rows[0])
     print("  ".join(f"{k:>15}" for k in keys))
     for row in rows:

@@ -154,6 +154,7 @@ def test_streams_and_holds_on_stale_nan_and_estop(checkpoint, tmp_path):
     assert "holding position: /joint_states stale" in log
     assert "non-finite" in log and "e-stop on /policy/estop" in log
     assert "policy_node:" in log and "missed" in log  # the shutdown report
+    assert "1 inference thread(s)" in log  # the default, whatever torch's own is
 
 
 def test_a_checkpoint_for_other_joints_is_refused(checkpoint, tmp_path):
@@ -169,13 +170,18 @@ def test_a_checkpoint_for_other_joints_is_refused(checkpoint, tmp_path):
     assert "policy_node: error:" in log and "LARM_JOINT0" in log
 
 
-def test_a_thread_priority_out_of_range_is_refused_at_configure(checkpoint, tmp_path):
+@pytest.mark.parametrize("name, value, message", [
+    ("thread_priority", 150, "'thread_priority' must be in 0..99"),
+    ("inference_threads", -1, "'inference_threads' must be >= 0"),
+])
+def test_a_scheduling_parameter_out_of_range_is_refused_at_configure(checkpoint, tmp_path,
+                                                                     name, value, message):
     node = start_node("mberil_ros.nodes.policy_node",
-                      {"checkpoint": str(checkpoint), "autostart": True,
-                       "thread_priority": 150}, tmp_path / "prio.log")
+                      {"checkpoint": str(checkpoint), "autostart": True, name: value},
+                      tmp_path / "prio.log")
     assert node.wait(timeout=60) == 2
     log = (tmp_path / "prio.log").read_text()
-    assert "policy_node: error:" in log and "'thread_priority' must be in 0..99" in log
+    assert "policy_node: error:" in log and message in log
 
 
 def test_mberil_deploy_reaches_targets_and_every_command_is_within_limits(tmp_path):

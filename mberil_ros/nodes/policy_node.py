@@ -86,6 +86,10 @@ class PolicyNodeParameters:
                                    "CAP_SYS_NICE or an rtprio limit")
     lock_memory: bool = setting(False, "mlockall at configure, so no tick waits for a page "
                                 "fault; needs root, CAP_IPC_LOCK or a memlock limit")
+    inference_threads: int = setting(1, "torch threads for the per-tick forward pass (0: "
+                                     "torch's default, one per core); one recurrent step "
+                                     "gains nothing from more, and a second thread waiting "
+                                     "for a busy core delays the tick")
 
 
 class PolicyNode(LifecycleNode):
@@ -120,6 +124,8 @@ class PolicyNode(LifecycleNode):
 
     # ---- lifecycle -----------------------------------------------------------------------
     def on_configure(self, state: State) -> TransitionCallbackReturn:
+        import torch
+
         from mberil_ros.runtime import PolicyRuntime
 
         p = self.p
@@ -132,6 +138,11 @@ class PolicyNode(LifecycleNode):
             if not 0 <= p["thread_priority"] <= 99:
                 raise UserError("parameter 'thread_priority' must be in 0..99 (0: off), got "
                                 f"{p['thread_priority']}")
+            if p["inference_threads"] < 0:
+                raise UserError("parameter 'inference_threads' must be >= 0 (0: torch's "
+                                f"default), got {p['inference_threads']}")
+            if p["inference_threads"]:
+                torch.set_num_threads(p["inference_threads"])
             probe = PolicyRuntime.load(p["checkpoint"], urdf=p["urdf"] or None)
             arm = arm_of(probe.joint_names)
             if arm is None:
@@ -184,7 +195,8 @@ class PolicyNode(LifecycleNode):
         ]
         self.diag_timer = self.create_timer(1.0 / p["diagnostics_rate"], self.publish_diagnostics)
         self.get_logger().info(f"loaded {p['checkpoint']}: {self.runtime.summary}; "
-                               f"{self.rate:g} Hz to the {p['controller']} controller")
+                               f"{self.rate:g} Hz to the {p['controller']} controller, "
+                               f"{torch.get_num_threads()} inference thread(s)")
         return TransitionCallbackReturn.SUCCESS
 
     def _realtime(self) -> None:
