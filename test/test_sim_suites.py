@@ -4,7 +4,9 @@ straight hand path is often blocked; targets are never close to the start hand."
 import itertools
 
 import numpy as np
+import pytest
 
+from mberil_ros.errors import UserError
 from mberil_ros.sim.model import INIT_RTM
 from mberil_ros.sim.spaces import MAX_OBSTACLES, RARM_JOINTS
 from mberil_ros.sim.suites import (
@@ -16,6 +18,7 @@ from mberil_ros.sim.suites import (
     obstacle_params,
     on_straight_path,
     reachable,
+    suite_names,
 )
 from mberil_ros.sim.task import ReachingTask
 
@@ -113,3 +116,11 @@ def test_train_path_is_blocked_in_most_episodes():
         start, goal = task.hand_positions()["right"], task.goals["right"]
         blocked += any(on_straight_path(start, goal, ob) for ob in task.obstacles)
     assert blocked / n >= 0.5
+
+
+def test_suite_names_expand_all_and_refuse_unknown_names():
+    assert suite_names(None, ["train"]) == ["train"]
+    assert suite_names(["all"], ["train"]) == list(SUITES)
+    assert suite_names(["shift_check", "train"], []) == ["shift_check", "train"]
+    with pytest.raises(UserError, match="--suite: unknown suite 'nope'"):
+        suite_names(["train", "nope"], [])

@@ -59,19 +59,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--plot", metavar="DIR", help="draw the first episodes' hand paths")
 
 
-def _suites(names: list[str] | None) -> list[str]:
-    from mberil_ros.sim.suites import ALL_SUITES, SUITES
-
-    names = names or ["train"]
-    if "all" in names:  # the benchmark's suites
-        return list(SUITES)
-    for n in names:
-        if n not in ALL_SUITES:
-            raise UserError(f"--suite: unknown suite {n!r} (choose from "
-                            f"{', '.join(ALL_SUITES)} or all)")
-    return names
-
-
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -92,7 +79,9 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"{layouts}: no layout for arm {args.arm!r} (set --arm or the "
                             f"layouts' arm:)")
     else:
-        suites = _suites(args.suite)
+        from mberil_ros.sim.suites import suite_names
+
+        suites = suite_names(args.suite, ["train"])
         seeds = [EVAL_SEED_BASE + args.seed + i for i in range(args.episodes)]
     specs = [args.checkpoint] + (list(BASELINES) if args.baselines else [])
     if args.checkpoint not in BASELINES:

@@ -14,13 +14,13 @@ from mberil_ros.eval.table import text_table
 from mberil_ros.sim.demonstrators import DEMONSTRATORS, IKDemonstrator, make_demonstrator
 from mberil_ros.sim.scene import Episode
 from mberil_ros.sim.spaces import ARMS
-from mberil_ros.sim.suites import ALL_SUITES, SUITES
+from mberil_ros.sim.suites import SUITES, suite_names
 from mberil_ros.sim.task import ReachingTask
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--suite", action="append", metavar="NAME",
-                        help=f"suite to run (repeatable; default all: {', '.join(SUITES)})")
+                        help=f"suite to run (repeatable; default and 'all': {', '.join(SUITES)})")
     parser.add_argument("--episodes", default="5", help="episodes per suite (default 5)")
     parser.add_argument("--seed", default="0", help="base seed, a non-negative integer")
     parser.add_argument("--arm", default="right", help="right | left | both (default right)")
@@ -108,11 +108,7 @@ def run(args: argparse.Namespace) -> int:
                 task = ReachingTask("train", arm, seed, urdf=args.urdf)
                 jobs.append((f"layouts:{arm}", task, [(seed + i, e) for i, e in enumerate(mine)]))
     else:
-        suites = args.suite or list(SUITES)
-        for s in suites:
-            if s not in ALL_SUITES:
-                raise UserError(f"unknown suite {s!r} (choose from {', '.join(ALL_SUITES)})")
-        for s in suites:
+        for s in suite_names(args.suite, list(SUITES)):
             task = ReachingTask(s, args.arm, seed, urdf=args.urdf)
             jobs.append((s, task, [(seed + i, None) for i in range(episodes)]))
 

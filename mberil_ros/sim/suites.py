@@ -131,6 +131,21 @@ SHIFT_SUITES: dict[str, Suite] = {
 # every suite a task, a dataset or an evaluation may name
 ALL_SUITES: dict[str, Suite] = {**SUITES, **SHIFT_SUITES}
 
+
+def suite_names(names: list[str] | None, default: list[str]) -> list[str]:
+    """Suite names from a command line (--suite, repeatable): ``default`` when none,
+    "all" for the benchmark's suites; an unknown name is a UserError."""
+    from mberil_ros.errors import UserError
+
+    names = names or default
+    if "all" in names:
+        return list(SUITES)
+    for n in names:
+        if n not in ALL_SUITES:
+            raise UserError(f"--suite: unknown suite {n!r} (choose from "
+                            f"{', '.join(ALL_SUITES)} or all)")
+    return list(names)
+
 # An obstacle must leave the hand this much room around its target (the hand block hangs
 # ~6 cm off the flange) and the initial arm this much room.
 TARGET_CLEARANCE = 0.08
