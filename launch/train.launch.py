@@ -1,6 +1,6 @@
 """Train from a config with progress on /diagnostics.
 
-    ros2 launch mberil_ros train.launch.py overrides:="dataset=datasets/run1 steps=500"
+    ros2 launch mberil_ros train.launch.py overrides:="dataset=datasets/run1 seed=1"
     ros2 launch mberil_ros train.launch.py config:=config/train_bc.yaml \
         overrides:="dataset=datasets/run1 algo.network.backbone=mlp"
     ros2 launch mberil_ros train.launch.py resume:=runs/offline_mberil-mamba-20261126-101500

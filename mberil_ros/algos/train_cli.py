@@ -19,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", type=Path, metavar="RUN_DIR",
                         help="continue a run from its last complete checkpoint")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
-                        help="config overrides, e.g. dataset=data/demos steps=500 "
+                        help="config overrides, e.g. dataset=data/demos seed=1 "
                         "algo.network.backbone=mlp")
 
 

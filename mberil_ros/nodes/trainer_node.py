@@ -6,7 +6,7 @@ held-out NLLs. On shutdown (Ctrl-C, launch exit) it asks the runner to stop, whi
 final checkpoint before the node exits. When training finishes, the node exits by itself.
 
     ros2 run mberil_ros trainer_node --ros-args -p config:=config/train.yaml \
-        -p overrides:="['dataset=data/demos', 'steps=500']"
+        -p overrides:="['dataset=data/demos', 'seed=1']"
 """
 
 from __future__ import annotations
