@@ -172,7 +172,6 @@ def test_alpha_without_suboptimal_episodes_is_refused(tmp_path, capsys):
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("*.safetensors"))
 
 
-
 def test_steps_ending_inside_the_warm_start_are_pointed_out(tmp_path, dataset, capsys):
     """train.yaml's steps include the warm start: a run too short for any adversarial
     iteration says so, one that reaches them does not."""
@@ -182,6 +181,7 @@ def test_steps_ending_inside_the_warm_start_are_pointed_out(tmp_path, dataset, c
     assert "steps=3 ends inside the warm start (3 more steps)" in capsys.readouterr().out
     assert cli_main([*base, "steps=4", "name=long"]) == 0
     assert "ends inside the warm start" not in capsys.readouterr().out
+
 
 GROUP_TEARDOWN = """
 import os, torch, torch.distributed as dist

@@ -146,6 +146,7 @@ def suite_names(names: list[str] | None, default: list[str]) -> list[str]:
                             f"{', '.join(ALL_SUITES)} or all)")
     return list(names)
 
+
 # An obstacle must leave the hand this much room around its target (the hand block hangs
 # ~6 cm off the flange) and the initial arm this much room.
 TARGET_CLEARANCE = 0.08
