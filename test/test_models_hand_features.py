@@ -11,10 +11,11 @@ from algos_tester import TINY_NET, bc_run, tiny_dataset
 from mberil_ros.algos.data import DataConfig, OfflineData
 from mberil_ros.models.config import EncoderConfig
 from mberil_ros.models.encoder import SequenceEncoder
+from mberil_ros.models.hand_features import PATH_FAR, PATH_NEAR
 from mberil_ros.runtime import PolicyRuntime
 from mberil_ros.sim import spaces
 from mberil_ros.sim.kinematics import ArmKinematics
-from mberil_ros.sim.scene import point_obstacle_distance
+from mberil_ros.sim.scene import Obstacle, point_obstacle_distance, segment_obstacle_distance
 from mberil_ros.sim.task import ReachingTask
 
 
@@ -87,6 +88,60 @@ def test_surface_features_are_corner_and_nearest_point_offsets_matching_the_sim(
             checked += 1
         assert np.abs(slots[len(task.episode.obstacles):]).max(initial=0.0) < 1e-5
     assert checked > 10
+
+
+def test_path_features_match_the_sim_and_gate_obstacles_off_the_hands_way():
+    feats, obs, x_n, lay = _features_for("right", n=80, mode="hand_path")
+    raw = (feats(x_n) * feats.feat_scale + feats.feat_mean).numpy()
+    hands = feats.hand_positions(x_n)[:, 0].numpy()
+    task = ReachingTask("train", "right", seed=3)
+    gates = []
+    for k, (row, hand) in enumerate(zip(raw, hands, strict=True)):
+        task.reset(seed=k)  # the same layouts _features_for observed
+        goal = np.asarray(task.episode.targets["right"])
+        slots = row[6:].reshape(spaces.MAX_OBSTACLES, 6)
+        for slot, ob in enumerate(task.episode.obstacles):
+            box = Obstacle.box(ob.position, ob.size)  # a sphere reads as its bounding box
+            path = max(segment_obstacle_distance(hand, goal, box, n=2000), 0.0)
+            gate = float(np.clip((PATH_FAR - path) / (PATH_FAR - PATH_NEAR), 0.0, 1.0))
+            assert slots[slot, 5] == pytest.approx(gate, abs=0.05)  # sampled segment
+            g = slots[slot, 5]
+            assert slots[slot, 4] == pytest.approx(g * path, abs=3e-3)
+            assert slots[slot, 3] == pytest.approx(g * (box.top - hand[2]), abs=1e-5)
+            gap = float(np.linalg.norm(slots[slot, :3]))
+            assert gap == pytest.approx(g * max(point_obstacle_distance(hand, box), 0.0),
+                                        abs=1e-5)
+            gates.append(g)
+        assert np.abs(slots[len(task.episode.obstacles):]).max(initial=0.0) < 1e-5
+    gates = np.asarray(gates)
+    # both kinds are exercised: obstacles on the way (gate 1) and off it (gate 0)
+    assert (gates > 0.999).sum() > 5 and (gates < 1e-6).sum() > 5
+
+
+def test_an_obstacle_off_the_way_reads_as_an_empty_slot():
+    """Moving an obstacle around far from the hand's way to the goal changes nothing the
+    network reads from the features (the raw slot is hidden by policy_ignore)."""
+    feats, obs, x_n, lay = _features_for("right", mode="hand_path")
+    o = obs[0].copy()
+    slots = o[lay.obstacles].reshape(spaces.MAX_OBSTACLES, -1)
+    slots[:] = 0.0
+    empty = feats(torch.from_numpy((o - feats.obs_mean.numpy()) / feats.obs_scale.numpy()))
+    hand = feats.hand_positions(torch.from_numpy(
+        (o - feats.obs_mean.numpy()) / feats.obs_scale.numpy()))[0].numpy()
+    goal = o[lay.goal]
+    away = np.cross(goal - hand, [0.0, 0.0, 1.0])
+    away /= np.linalg.norm(away)
+    read = []
+    for dist in (PATH_FAR + 0.05, PATH_FAR + 0.1, PATH_NEAR - 0.05):  # of the centre
+        slots[0, :3] = 0.5 * (hand + goal) + dist * away
+        slots[0, 3:6] = 0.02
+        slots[0, spaces.OB_PRESENT] = 1.0
+        o[lay.obstacles] = slots.ravel()
+        x = torch.from_numpy((o - feats.obs_mean.numpy()) / feats.obs_scale.numpy())
+        read.append(feats(x))
+    torch.testing.assert_close(read[0], empty)
+    torch.testing.assert_close(read[1], empty)
+    assert not torch.allclose(read[2], empty)  # on the way: it is seen
 
 
 def test_a_checkpoint_carries_its_kinematics_and_the_runtime_uses_them(tmp_path):

@@ -40,7 +40,9 @@ class NetworkConfig:
     head_hidden: int = 512  # hidden width of every head MLP
     features: str = "hand"  # extra inputs computed inside every network from x_t: "none" |
     #   "hand" (forward kinematics: hand xyz, goal - hand, obstacle centres - hand) |
-    #   "hand_surface" (obstacle corners and nearest point - hand instead of centres)
+    #   "hand_surface" (obstacle corners and nearest point - hand instead of centres) |
+    #   "hand_path" (nearest point - hand, top - hand height, distance to the hand-to-goal
+    #   segment; obstacles > 15 cm off that segment read as empty slots)
     policy_ignore: list[str] = field(default_factory=lambda: ["*.vel"])  # observation
     #   features the POLICY does not read, fnmatch patterns on the state names ("*.vel":
     #   joint velocities let a cloned policy copy its last motion, docs/learning.md)

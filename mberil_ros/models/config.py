@@ -15,8 +15,9 @@ BACKBONES = ("mamba", "mlp")
 INPUTS = ("state", "state_prev_action")
 # extra inputs computed inside the network from x_t: none, or the hand's forward kinematics
 # relative to the goal and the obstacles' centres ("hand") or their corners and nearest
-# points ("hand_surface"); models/hand_features.py
-FEATURES = ("none", "hand", "hand_surface")
+# points ("hand_surface"), or only those near the hand's way to the goal ("hand_path");
+# models/hand_features.py
+FEATURES = ("none", "hand", "hand_surface", "hand_path")
 TIME_EMBEDDINGS = ("learned_clamped", "none")
 
 

@@ -9,6 +9,10 @@ learns both loosely. This module computes, from the (normalized) observation, pe
       "hand":          obstacle centre - hand
       "hand_surface":  the obstacle's lower and upper corners - hand, and its nearest point
                        - hand (box, or a sphere's bounding box; 0 inside it)
+      "hand_path":     its nearest point - hand, its top - the hand's height, the distance
+                       from the straight hand-to-goal segment to it, and a gate; all times
+                       the gate, which is 1 within PATH_NEAR of that segment and 0 beyond
+                       PATH_FAR, so an obstacle off the hand's way reads as an empty slot
 
 standardized by their training-split statistics, and the encoder reads them next to the
 observation. It is part of the network (buffers in the checkpoint), so the runtime, the
@@ -34,9 +38,16 @@ ARM_JOINTS = 6
 
 
 # values per obstacle slot, per feature mode
-OBSTACLE_VALUES = {"hand": 3, "hand_surface": 9}
+OBSTACLE_VALUES = {"hand": 3, "hand_surface": 9, "hand_path": 6}
 _OBSTACLE_FIELDS = {"hand": ("x", "y", "z", "present"),
-                    "hand_surface": ("x", "y", "z", "hx", "hy", "hz", "present")}
+                    "hand_surface": ("x", "y", "z", "hx", "hy", "hz", "present"),
+                    "hand_path": ("x", "y", "z", "hx", "hy", "hz", "present")}
+# "hand_path" gate (m from the hand-to-goal segment). The scripted expert plans around an
+# obstacle only within 7.5 cm of that segment (its line-of-sight test) and is pushed by one
+# only within 5 cm of an arm link; the gate opens a few cm earlier so that the network sees
+# an obstacle before it matters. Chosen from those ranges, not tuned on any suite.
+PATH_NEAR, PATH_FAR = 0.10, 0.15
+_PATH_SAMPLES = 33  # points on the segment: <= 0.7 cm spacing on the task's <= 0.45 m reaches
 
 
 def feature_dim(n_hands: int, n_obstacles: int, mode: str = "hand") -> int:
@@ -156,6 +167,8 @@ class HandFeatures(nn.Module):
             parts += [p[..., 0, :], self._raw(x_n, self.goal_index[h]) - p[..., 0, :]]
             if self.mode == "hand":
                 rel = ob[..., :3] - p
+            elif self.mode == "hand_path":
+                rel = _path_values(p[..., 0, :], self._raw(x_n, self.goal_index[h]), ob)
             else:
                 # Hand-relative corners and nearest point: what the expert plans with (the
                 # top to clear, the gap to keep), unchanged when the whole scene shifts.
@@ -165,3 +178,19 @@ class HandFeatures(nn.Module):
             parts.append((rel * present).flatten(-2))
         f = torch.cat(parts, -1)
         return (f - self.feat_mean) / self.feat_scale
+
+
+def _path_values(hand: torch.Tensor, goal: torch.Tensor, ob: torch.Tensor) -> torch.Tensor:
+    """"hand_path" values (..., n_obstacles, 6) from the hand and goal (..., 3) and raw
+    obstacle slots (..., n_obstacles, 7: centre, half extents, present). Spheres are read as
+    their bounding boxes, as the observation gives them."""
+    centre, half = ob[..., :3], ob[..., 3:6]
+    low, high = centre - half - hand[..., None, :], centre + half - hand[..., None, :]
+    nearest = torch.minimum(torch.maximum(low, low.new_zeros(())), high)
+    top = high[..., 2:3]
+    t = torch.linspace(0.0, 1.0, _PATH_SAMPLES, dtype=hand.dtype, device=hand.device)
+    points = hand[..., None, :] + t[:, None] * (goal - hand)[..., None, :]  # (..., K, 3)
+    gap = ((points[..., None, :, :] - centre[..., :, None, :]).abs() - half[..., :, None, :])
+    path = gap.clamp(min=0.0).norm(dim=-1).amin(-1, keepdim=True)  # (..., n_obstacles, 1)
+    gate = ((PATH_FAR - path) / (PATH_FAR - PATH_NEAR)).clamp(0.0, 1.0)
+    return torch.cat([nearest, top, path, torch.ones_like(gate)], -1) * gate
