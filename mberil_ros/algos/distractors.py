@@ -36,7 +36,7 @@ import torch
 from mberil_ros.sim.kinematics import ArmKinematics
 from mberil_ros.sim.model import HAND_SITES
 from mberil_ros.sim.observation import obstacle_features, obstacles_from_features
-from mberil_ros.sim.scene import Obstacle, points_obstacle_distance
+from mberil_ros.sim.scene import Obstacle, footprints_apart, points_obstacle_distance
 from mberil_ros.sim.spaces import (
     ALL_JOINTS,
     OBSTACLE_FIELDS,
@@ -133,12 +133,6 @@ class EpisodeSweep:
         return arm, radius, np.concatenate(corridor)
 
 
-def _apart(a: Obstacle, b: Obstacle) -> bool:
-    """Footprints (bounding circles) at least OBSTACLE_GAP apart."""
-    gap = np.linalg.norm(np.subtract(a.position[:2], b.position[:2])) - a.radius - b.radius
-    return bool(gap >= OBSTACLE_GAP)
-
-
 def _draw(rng: np.random.Generator, side: str) -> Obstacle:
     kind = "sphere" if rng.random() < SPHERE_SHARE else "box"
     return obstacle_from_params(REGION.sample(rng), kind, side)
@@ -163,7 +157,7 @@ def candidate_sets(sweep: EpisodeSweep, obs: np.ndarray, n_sets: int,
             if len(chosen) == empty:
                 break
             ob = _draw(rng, sweep.hands[rng.integers(len(sweep.hands))])
-            if not all(_apart(ob, o) for o in real + chosen):
+            if not all(footprints_apart(ob, o, OBSTACLE_GAP) for o in real + chosen):
                 continue
             if np.min(points_obstacle_distance(arm, ob) - radius) < ARM_CLEARANCE:
                 continue

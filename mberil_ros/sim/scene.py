@@ -74,6 +74,12 @@ def points_obstacle_distance(points: np.ndarray, ob: Obstacle) -> np.ndarray:
     return np.linalg.norm(np.maximum(q, 0.0), axis=1) + np.minimum(q.max(1), 0.0)
 
 
+def footprints_apart(a: Obstacle, b: Obstacle, gap: float = 0.0) -> bool:
+    """The two obstacles' footprints (bounding circles in xy) are at least ``gap`` apart."""
+    d = float(np.linalg.norm(np.subtract(a.position[:2], b.position[:2])))
+    return d - a.radius - b.radius >= gap
+
+
 def segment_obstacle_distance(a: np.ndarray, b: np.ndarray, ob: Obstacle, n: int = 12) -> float:
     """Smallest distance from the segment a-b to the obstacle (sampled; n points suffice for
     the few-cm obstacles and ~0.3 m segments of this task)."""

@@ -31,6 +31,7 @@ from mberil_ros.sim.model import INIT_RTM, TABLE_TOP_Z
 from mberil_ros.sim.scene import (
     Episode,
     Obstacle,
+    footprints_apart,
     point_obstacle_distance,
     segment_obstacle_distance,
 )
@@ -243,8 +244,7 @@ def _admissible(ob: Obstacle, obstacles: list[Obstacle], targets: dict, starts: 
         if segment_obstacle_distance(p, p + (0.0, 0.0, _CORRIDOR_HEIGHT), ob
                                      ) < START_CORRIDOR_CLEARANCE:
             return False
-    if any(np.linalg.norm(np.subtract(ob.position[:2], o.position[:2])) < ob.radius + o.radius
-           for o in obstacles):
+    if not all(footprints_apart(ob, o) for o in obstacles):
         return False
     return start_clearance(joints, ob) >= START_CLEARANCE
 
