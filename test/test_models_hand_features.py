@@ -122,13 +122,15 @@ def test_an_obstacle_off_the_way_reads_as_an_empty_slot():
     """Moving an obstacle around far from the hand's way to the goal changes nothing the
     network reads from the features (the raw slot is hidden by policy_ignore)."""
     feats, obs, x_n, lay = _features_for("right", mode="hand_path")
+
+    def normalized(o: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy((o - feats.obs_mean.numpy()) / feats.obs_scale.numpy())
+
     o = obs[0].copy()
     slots = o[lay.obstacles].reshape(spaces.MAX_OBSTACLES, -1)
     slots[:] = 0.0
-    empty = feats(torch.from_numpy((o - feats.obs_mean.numpy()) / feats.obs_scale.numpy()))
-    hand = feats.hand_positions(torch.from_numpy(
-        (o - feats.obs_mean.numpy()) / feats.obs_scale.numpy()))[0].numpy()
-    goal = o[lay.goal]
+    empty = feats(normalized(o))
+    hand, goal = feats.hand_positions(normalized(o))[0].numpy(), o[lay.goal]
     away = np.cross(goal - hand, [0.0, 0.0, 1.0])
     away /= np.linalg.norm(away)
     read = []
@@ -137,8 +139,7 @@ def test_an_obstacle_off_the_way_reads_as_an_empty_slot():
         slots[0, 3:6] = 0.02
         slots[0, spaces.OB_PRESENT] = 1.0
         o[lay.obstacles] = slots.ravel()
-        x = torch.from_numpy((o - feats.obs_mean.numpy()) / feats.obs_scale.numpy())
-        read.append(feats(x))
+        read.append(feats(normalized(o)))
     torch.testing.assert_close(read[0], empty)
     torch.testing.assert_close(read[1], empty)
     assert not torch.allclose(read[2], empty)  # on the way: it is seen
