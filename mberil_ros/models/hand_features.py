@@ -40,8 +40,8 @@ ARM_JOINTS = 6
 # values per obstacle slot, per feature mode
 OBSTACLE_VALUES = {"hand": 3, "hand_surface": 9, "hand_path": 6}
 _OBSTACLE_FIELDS = {"hand": ("x", "y", "z", "present"),
-                    "hand_surface": ("x", "y", "z", "hx", "hy", "hz", "present"),
-                    "hand_path": ("x", "y", "z", "hx", "hy", "hz", "present")}
+                    "hand_surface": ("x", "y", "z", "hx", "hy", "hz", "present")}
+_OBSTACLE_FIELDS["hand_path"] = _OBSTACLE_FIELDS["hand_surface"]
 # "hand_path" gate (m from the hand-to-goal segment). The scripted expert plans around an
 # obstacle only within 7.5 cm of that segment (its line-of-sight test) and is pushed by one
 # only within 5 cm of an arm link; the gate opens a few cm earlier so that the network sees
@@ -163,30 +163,36 @@ class HandFeatures(nn.Module):
         present = ob[..., -1:]
         parts = []
         for h in range(self.n_hands):
-            p = hand[..., h, None, :]
-            parts += [p[..., 0, :], self._raw(x_n, self.goal_index[h]) - p[..., 0, :]]
+            p, goal = hand[..., h, :], self._raw(x_n, self.goal_index[h])
+            parts += [p, goal - p]
             if self.mode == "hand":
-                rel = ob[..., :3] - p
+                rel = ob[..., :3] - p[..., None, :]
             elif self.mode == "hand_path":
-                rel = _path_values(p[..., 0, :], self._raw(x_n, self.goal_index[h]), ob)
+                rel = _path_values(p, goal, ob)
             else:
                 # Hand-relative corners and nearest point: what the expert plans with (the
                 # top to clear, the gap to keep), unchanged when the whole scene shifts.
-                low, high = ob[..., :3] - ob[..., 3:6] - p, ob[..., :3] + ob[..., 3:6] - p
-                nearest = torch.minimum(torch.maximum(low, low.new_zeros(())), high)
-                rel = torch.cat([low, high, nearest], -1)
+                rel = torch.cat(_box_offsets(p, ob), -1)
             parts.append((rel * present).flatten(-2))
         f = torch.cat(parts, -1)
         return (f - self.feat_mean) / self.feat_scale
 
 
-def _path_values(hand: torch.Tensor, goal: torch.Tensor, ob: torch.Tensor) -> torch.Tensor:
-    """"hand_path" values (..., n_obstacles, 6) from the hand and goal (..., 3) and raw
-    obstacle slots (..., n_obstacles, 7: centre, half extents, present). Spheres are read as
-    their bounding boxes, as the observation gives them."""
+def _box_offsets(hand: torch.Tensor, ob: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Lower corner, upper corner and nearest point (0 inside) of each obstacle's box, minus
+    the hand (..., 3), from raw obstacle slots (..., n_obstacles, 7: centre, half extents,
+    present). Spheres are read as their bounding boxes, as the observation gives them."""
     centre, half = ob[..., :3], ob[..., 3:6]
     low, high = centre - half - hand[..., None, :], centre + half - hand[..., None, :]
-    nearest = torch.minimum(torch.maximum(low, low.new_zeros(())), high)
+    return low, high, torch.minimum(torch.maximum(low, low.new_zeros(())), high)
+
+
+def _path_values(hand: torch.Tensor, goal: torch.Tensor, ob: torch.Tensor) -> torch.Tensor:
+    """"hand_path" values (..., n_obstacles, 6) from the hand and goal (..., 3) and raw
+    obstacle slots (as in _box_offsets)."""
+    centre, half = ob[..., :3], ob[..., 3:6]
+    _, high, nearest = _box_offsets(hand, ob)
     top = high[..., 2:3]
     t = torch.linspace(0.0, 1.0, _PATH_SAMPLES, dtype=hand.dtype, device=hand.device)
     points = hand[..., None, :] + t[:, None] * (goal - hand)[..., None, :]  # (..., K, 3)
