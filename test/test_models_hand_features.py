@@ -163,3 +163,128 @@ def test_a_checkpoint_carries_its_kinematics_and_the_runtime_uses_them(tmp_path)
                                atol=1e-5)
     rt.reset(ep.observation[0])
     assert np.all(np.isfinite(rt.step(ep.observation[0])))
+
+
+def _expert_observations(seeds: range, stride: int = 5) -> tuple[np.ndarray, list[int]]:
+    """Every ``stride``-th observation of the scripted expert's episodes on ``seeds``."""
+    from mberil_ros.sim.demonstrators import ScriptedExpert
+
+    task, expert = ReachingTask("train"), ScriptedExpert()
+    obs, seed_of = [], []
+    for seed in seeds:
+        o = task.reset(seed=seed)
+        expert.reset(task.episode, seed=seed)
+        for t in range(800):
+            if t % stride == 0:
+                obs.append(o.copy())
+                seed_of.append(seed)
+            o, _, done, _ = task.step(expert.act(o))
+            if done:
+                break
+    return np.asarray(obs, np.float32), seed_of
+
+
+def _gated_features(obs: np.ndarray):
+    lay = spaces.observation_layout("right")
+    enc = SequenceEncoder(EncoderConfig(obs_dim=lay.obs_dim, act_dim=lay.act_dim,
+                                        backbone="mlp", features="hand", obstacle_gate=True,
+                                        d_model=8, mlp_hidden=8))
+    mean, scale = obs.mean(0), np.where(obs.std(0) > 1e-4, obs.std(0), 1.0)
+    enc.features.configure(lay.state_names, lay.joints, mean, scale, obs)
+    return enc, torch.from_numpy((obs - mean) / scale), lay
+
+
+def test_the_slot_gate_shows_every_obstacle_the_expert_reacts_to():
+    """Along the expert's own episodes, every obstacle it plans around (within its 7.5 cm
+    line-of-sight clearance of the hand-to-goal segment) or is pushed by (within 5 cm of an
+    arm link, MuJoCo's exact distance) is fully visible; others fade out."""
+    obs, seed_of = _expert_observations(range(8))
+    enc, x_n, lay = _gated_features(obs)
+    gate = enc.features.slot_gate(x_n).numpy()
+    task, kin = ReachingTask("train"), ArmKinematics()
+    reacts, hidden = 0, 0
+    for o, seed, g in zip(obs, seed_of, gate, strict=True):
+        task.reset(seed=seed)
+        kin.set_configuration(dict(zip(lay.joints, o[lay.qpos], strict=True)))
+        hand, goal = kin.hand("right"), np.asarray(task.episode.targets["right"])
+        for slot, ob in enumerate(task.episode.obstacles):
+            kin.set_obstacles([ob])
+            box = Obstacle.box(ob.position, ob.size)
+            if (segment_obstacle_distance(hand, goal, box, n=200) < 0.075
+                    or list(kin.proximity("right", 0.05, 0.0))):
+                reacts += 1
+                assert g[slot] > 0.999, (seed, slot)
+            hidden += g[slot] < 1e-6
+        assert np.all(g[len(task.episode.obstacles):] == 0.0)  # empty slots stay empty
+    assert reacts > 50 and hidden > 5  # both cases are exercised
+
+
+def test_a_gated_slot_reads_as_empty_off_the_way_and_unchanged_on_it():
+    obs, _ = _expert_observations(range(3))
+    enc, x_n, lay = _gated_features(obs)
+    feats = enc.features
+    gate = feats.slot_gate(x_n)
+    gated = feats.gated(x_n)
+    idx = feats.slot_index
+    raw = gated * feats.obs_scale + feats.obs_mean
+    raw_in = x_n * feats.obs_scale + feats.obs_mean
+    present = raw_in[:, idx[:, -1]] > 0.5
+    assert (present & (gate == 0.0)).any() and (gate == 1.0).any()  # both cases exercised
+    for slot in range(spaces.MAX_OBSTACLES):
+        off, on = gate[:, slot] == 0.0, gate[:, slot] == 1.0
+        assert float(raw[off][:, idx[slot]].abs().sum()) < 1e-5  # an empty slot: all 0
+        torch.testing.assert_close(raw[on][:, idx[slot]], raw_in[on][:, idx[slot]])
+    rest = torch.ones(lay.obs_dim, dtype=torch.bool)
+    rest[idx.flatten()] = False
+    torch.testing.assert_close(gated[:, rest], x_n[:, rest])  # joints and goal untouched
+    # an obstacle moved around far from the hand's way and the arm changes nothing read
+    o = obs[0].copy()
+    slots = o[lay.obstacles].reshape(spaces.MAX_OBSTACLES, -1)
+    slots[:] = 0.0
+    o[lay.obstacles] = slots.ravel()
+
+    def inputs(v: np.ndarray) -> torch.Tensor:
+        return enc._state_inputs((torch.from_numpy(v) - feats.obs_mean) / feats.obs_scale)
+
+    empty = inputs(o)
+    for xy in ((0.55, 0.35), (0.6, 0.2), (-0.3, -0.5)):  # in front, on the left, behind
+        slots[0, :3] = (*xy, -0.05)
+        slots[0, 3:6] = 0.03
+        slots[0, spaces.OB_PRESENT] = 1.0
+        o[lay.obstacles] = slots.ravel()
+        torch.testing.assert_close(inputs(o), empty)
+
+
+def test_the_obstacle_gate_needs_hand_features():
+    with pytest.raises(ValueError, match="obstacle_gate needs the hand's kinematics"):
+        EncoderConfig(features="none", obstacle_gate=True)
+    from mberil_ros.algos.common import NetworkConfig
+
+    with pytest.raises(ValueError, match="policy_obstacle_gate needs"):
+        NetworkConfig(features="none", policy_obstacle_gate=True)
+    with pytest.raises(ValueError, match="policy_obstacle_gate must be true or false"):
+        NetworkConfig(policy_obstacle_gate="yes")
+
+
+def test_a_gated_policy_round_trips_through_a_checkpoint(tmp_path):
+    """Only the policy is gated; the runtime rebuilds the gate and its slot indices from the
+    checkpoint and acts as the trained network does."""
+    dataset = tiny_dataset(tmp_path, expert=6, suboptimal=0)
+    bc_run(tmp_path, "r", dataset, 4, "algo.data.val_fraction=0.25",
+           "algo.network.policy_obstacle_gate=true", net=TINY_NET)
+    rt = PolicyRuntime.load(tmp_path / "r")
+    feats = rt.policy.encoder.features
+    assert rt.policy.encoder.cfg.obstacle_gate and feats.gate
+    lay = spaces.observation_layout("right")
+    want = [[lay.state_names.index(f"obstacle{k}.{f}") for f in spaces.OBSTACLE_FIELDS]
+            for k in range(spaces.MAX_OBSTACLES)]
+    assert feats.slot_index.tolist() == want
+    ep = OfflineData(dataset, DataConfig(val_fraction=0.25)).dataset.episode(0)
+    x_n = torch.from_numpy(rt.codec.obs(ep.observation))
+    with torch.no_grad():
+        full = rt.policy.encoder(x_n[None])[0]
+    state = rt.policy.encoder.init_state(1)
+    with torch.no_grad():
+        steps = torch.cat([rt.policy.encoder.step(x_n[t:t + 1], None, state)
+                           for t in range(len(x_n))])
+    torch.testing.assert_close(steps, full, atol=1e-4, rtol=1e-4)

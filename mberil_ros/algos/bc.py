@@ -73,7 +73,8 @@ class BCConfig:
 
 def build_policy(net: NetworkConfig, data: OfflineData) -> TanhGaussianPolicy:
     enc = dataclasses.replace(net.encoder(data.obs_dim, data.act_dim),
-                              ignore_dims=net.policy_ignore_dims(data.state_names))
+                              ignore_dims=net.policy_ignore_dims(data.state_names),
+                              obstacle_gate=net.policy_obstacle_gate)
     policy = TanhGaussianPolicy(PolicyConfig(encoder=enc, hidden=net.head_hidden))
     configure_inputs(data, policy)
     return policy

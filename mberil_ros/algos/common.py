@@ -46,6 +46,9 @@ class NetworkConfig:
     policy_ignore: list[str] = field(default_factory=lambda: ["*.vel"])  # observation
     #   features the POLICY does not read, fnmatch patterns on the state names ("*.vel":
     #   joint velocities let a cloned policy copy its last motion, docs/learning.md)
+    policy_obstacle_gate: bool = False  # the POLICY reads an obstacle slot only while the
+    #   obstacle is within 10-15 cm of the hand's straight way to the goal or of an arm link;
+    #   farther, the slot reads as empty (models/hand_features.py; needs features != none)
     clip_inputs: bool = True  # every network clamps x_t and its features to the range they
     #   take on the training split: a value never seen in training (a taller obstacle) reads
     #   as the nearest one seen instead of driving the network where it was never fitted
@@ -62,6 +65,12 @@ class NetworkConfig:
         if self.features not in FEATURES:
             raise ValueError(f"network.features must be one of {FEATURES}, got "
                              f"{self.features!r}")
+        if not isinstance(self.policy_obstacle_gate, bool):
+            raise ValueError(f"network.policy_obstacle_gate must be true or false, got "
+                             f"{self.policy_obstacle_gate!r}")
+        if self.policy_obstacle_gate and self.features == "none":
+            raise ValueError("network.policy_obstacle_gate needs the hand's kinematics: set "
+                             "network.features to one of " + ", ".join(FEATURES[1:]))
         if not isinstance(self.clip_inputs, bool):
             raise ValueError(f"network.clip_inputs must be true or false, got "
                              f"{self.clip_inputs!r}")

@@ -93,6 +93,7 @@ class EncoderConfig:
     inputs: str = "state"  # one of INPUTS (both backbones; NetworkConfig.policy_inputs)
     features: str = "none"  # one of FEATURES
     ignore_dims: list[int] | None = None  # observation dims this encoder does not read
+    obstacle_gate: bool = False  # read obstacle slots through HandFeatures' slot gate
     clip_inputs: bool = False  # clamp x_t and its features to the training split's range
     d_model: int = 128
     n_layers: int = 4
@@ -121,6 +122,12 @@ class EncoderConfig:
                                  f"[0, {self.obs_dim}) leaving at least one, got "
                                  f"{self.ignore_dims!r}")
             self.ignore_dims = dims or None
+        if not isinstance(self.obstacle_gate, bool):
+            raise ValueError(f"EncoderConfig.obstacle_gate must be true or false, got "
+                             f"{self.obstacle_gate!r}")
+        if self.obstacle_gate and self.features == "none":
+            raise ValueError("EncoderConfig.obstacle_gate needs the hand's kinematics: set "
+                             "features to one of " + ", ".join(FEATURES[1:]))
         if self.features != "none" and self.act_dim % 6:
             raise ValueError(f"EncoderConfig.features {self.features!r} needs 6 joints per "
                              f"arm, got act_dim {self.act_dim}")

@@ -11,6 +11,8 @@ Input range (``clip_inputs``): x_k (the observation dims the encoder reads) and 
 features are clamped to the range they take on the training split (fit_input_range, buffers
 in the checkpoint). A value outside it (a taller obstacle than any in training) then reads as
 the nearest value the network was fitted on; the previous-action token is not clamped.
+With ``obstacle_gate`` the obstacle slots pass HandFeatures' slot gate before either reads
+them (and before the clamp, so the gate sees where an obstacle really is).
 
 Time-step embedding ("learned_clamped"): a learned table of `context` rows; step t uses row
 min(t, context - 1). Training sequences start at the episode start, so the recurrent state at
@@ -75,7 +77,7 @@ class SequenceEncoder(nn.Module):
         self.out_dim = cfg.d_model
         self.uses_prev = cfg.inputs == "state_prev_action"
         self.features = (HandFeatures(cfg.obs_dim, cfg.act_dim // 6, MAX_OBSTACLES,
-                                      cfg.features)
+                                      cfg.features, gate=cfg.obstacle_gate)
                          if cfg.features != "none" else None)
         ignore = set(cfg.ignore_dims or ())
         keep = [i for i in range(cfg.obs_dim) if i not in ignore]
@@ -109,7 +111,9 @@ class SequenceEncoder(nn.Module):
 
     def _state_inputs(self, obs: torch.Tensor) -> torch.Tensor:
         """What the encoder reads from x_t: the kept observation dims and their features,
-        before any clamp."""
+        before any clamp (obstacle slots through the gate first, when there is one)."""
+        if self.cfg.obstacle_gate:
+            obs = self.features.gated(obs)
         x = obs if self.cfg.ignore_dims is None else obs.index_select(-1, self.keep_index)
         return x if self.features is None else torch.cat([x, self.features(obs)], dim=-1)
 

@@ -15,9 +15,17 @@ learns both loosely. This module computes, from the (normalized) observation, pe
                        PATH_FAR, so an obstacle off the hand's way reads as an empty slot
 
 standardized by their training-split statistics, and the encoder reads them next to the
-observation. It is part of the network (buffers in the checkpoint), so the runtime, the
-model rollouts of Offline-MB-ERIL and training all compute the same thing, and a checkpoint
-carries its own kinematic chain: no URDF is needed to run it.
+observation.
+
+With ``gate`` (the policy's ``policy_obstacle_gate``) the module also multiplies every
+obstacle slot of the observation by a gate before anything reads it: 1 when the obstacle's
+box is within GATE_NEAR of the hand-to-goal segment or of an arm link (the segments between
+the arm's joint origins), 0 beyond GATE_FAR. An obstacle off the hand's way and clear of the
+arm then reads exactly as an empty slot, wherever it stands.
+
+It is part of the network (buffers in the checkpoint), so the runtime, the model rollouts
+of Offline-MB-ERIL and training all compute the same thing, and a checkpoint carries its own
+kinematic chain: no URDF is needed to run it.
 
 The chain is the URDF's (joint origins and axes from the robot description), from WAIST to
 each hand's JOINT5_Link origin (the flange, the simulator's hand point), with the joints
@@ -33,6 +41,7 @@ import torch
 from torch import nn
 
 from mberil_ros.errors import UserError
+from mberil_ros.sim.spaces import OBSTACLE_FIELDS
 
 ARM_JOINTS = 6
 
@@ -48,6 +57,11 @@ _OBSTACLE_FIELDS["hand_path"] = _OBSTACLE_FIELDS["hand_surface"]
 # an obstacle before it matters. Chosen from those ranges, not tuned on any suite.
 PATH_NEAR, PATH_FAR = 0.10, 0.15
 _PATH_SAMPLES = 33  # points on the segment: <= 0.7 cm spacing on the task's <= 0.45 m reaches
+# Slot gate (m from the hand-to-goal segment or from an arm link's axis): the same range. The
+# links are at most 4 cm in radius, so the expert's 5 cm of repulsion from a link's surface
+# lies within 9 cm of its axis, inside GATE_NEAR.
+GATE_NEAR, GATE_FAR = PATH_NEAR, PATH_FAR
+_LINK_SAMPLES = 17  # points per link segment: <= 1.6 cm spacing on the 0.25 m upper arm
 
 
 def feature_dim(n_hands: int, n_obstacles: int, mode: str = "hand") -> int:
@@ -66,13 +80,13 @@ def _rotation(axis: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
 class HandFeatures(nn.Module):
     """normalized observation (..., obs_dim) -> hand features (..., feature_dim)."""
 
-    def __init__(self, obs_dim: int, n_hands: int, n_obstacles: int, mode: str = "hand"
-                 ) -> None:
+    def __init__(self, obs_dim: int, n_hands: int, n_obstacles: int, mode: str = "hand",
+                 gate: bool = False) -> None:
         super().__init__()
         if mode not in OBSTACLE_VALUES:
             raise ValueError(f"HandFeatures mode must be one of {tuple(OBSTACLE_VALUES)}, "
                              f"got {mode!r}")
-        self.n_hands, self.n_obstacles, self.mode = n_hands, n_obstacles, mode
+        self.n_hands, self.n_obstacles, self.mode, self.gate = n_hands, n_obstacles, mode, gate
         self.out_dim = feature_dim(n_hands, n_obstacles, mode)
         # every value below is filled by configure() before training and restored from the
         # checkpoint at load time (persistent buffers)
@@ -82,6 +96,9 @@ class HandFeatures(nn.Module):
         self.register_buffer("goal_index", torch.zeros(n_hands, 3, dtype=torch.long))
         self.register_buffer("obstacle_index", torch.zeros(
             n_obstacles, len(_OBSTACLE_FIELDS[mode]), dtype=torch.long))
+        if gate:  # every field of every slot, in the observation's order
+            self.register_buffer("slot_index", torch.zeros(n_obstacles, len(OBSTACLE_FIELDS),
+                                                           dtype=torch.long))
         self.register_buffer("base_rotation", torch.eye(3).repeat(n_hands, 1, 1))
         self.register_buffer("base_translation", torch.zeros(n_hands, 3))
         self.register_buffer("joint_rotation", torch.eye(3).repeat(n_hands, ARM_JOINTS, 1, 1))
@@ -128,29 +145,62 @@ class HandFeatures(nn.Module):
         for k in range(self.n_obstacles):
             self.obstacle_index[k] = torch.tensor(
                 [at(f"obstacle{k}.{f}") for f in _OBSTACLE_FIELDS[self.mode]])
+            if self.gate:
+                self.slot_index[k] = torch.tensor([at(f"obstacle{k}.{f}")
+                                                   for f in OBSTACLE_FIELDS])
         self.obs_mean.copy_(torch.as_tensor(obs_mean, dtype=torch.float32))
         self.obs_scale.copy_(torch.as_tensor(obs_scale, dtype=torch.float32))
         self.feat_mean.zero_()
         self.feat_scale.fill_(1.0)
         x_n = (torch.as_tensor(train_obs, dtype=torch.float32) - self.obs_mean) / self.obs_scale
-        f = self.forward(x_n)
+        f = self.forward(self.gated(x_n) if self.gate else x_n)
         self.feat_mean.copy_(f.mean(0))
         self.feat_scale.copy_(f.std(0).clamp(min=1e-3))
 
     # ---- forward -----------------------------------------------------------------------------
-    def hand_positions(self, x_n: torch.Tensor) -> torch.Tensor:
-        """(..., n_hands, 3) hand positions in WAIST from a normalized observation."""
+    def joint_origins(self, x_n: torch.Tensor) -> torch.Tensor:
+        """(..., n_hands, 6, 3): each arm's JOINT0..JOINT5 origins in WAIST (the last is the
+        hand) from a normalized observation."""
         q = self._raw(x_n, self.q_index.flatten()).unflatten(-1, (self.n_hands, ARM_JOINTS))
         out = []
         for h in range(self.n_hands):
             rot = self.base_rotation[h].expand(*q.shape[:-2], 3, 3)
             pos = self.base_translation[h].expand(*q.shape[:-2], 3)
+            origins = []
             for k in range(ARM_JOINTS):
                 pos = pos + (rot @ self.joint_translation[h, k][:, None])[..., 0]
+                origins.append(pos)
                 rot = rot @ self.joint_rotation[h, k] @ _rotation(self.joint_axis[h, k],
                                                                    q[..., h, k])
-            out.append(pos)
-        return torch.stack(out, -2)
+            out.append(torch.stack(origins, -2))
+        return torch.stack(out, -3)
+
+    def hand_positions(self, x_n: torch.Tensor) -> torch.Tensor:
+        """(..., n_hands, 3) hand positions in WAIST from a normalized observation."""
+        return self.joint_origins(x_n)[..., -1, :]
+
+    def slot_gate(self, x_n: torch.Tensor) -> torch.Tensor:
+        """(..., n_obstacles) in [0, 1]: 1 for an obstacle within GATE_NEAR of a hand's way to
+        its goal or of an arm link, 0 beyond GATE_FAR (and for an empty slot)."""
+        joints = self.joint_origins(x_n)
+        ob = self._raw(x_n, self.slot_index.flatten()).unflatten(
+            -1, (self.n_obstacles, len(OBSTACLE_FIELDS)))
+        d = []
+        for h in range(self.n_hands):
+            hand, goal = joints[..., h, -1, :], self._raw(x_n, self.goal_index[h])
+            d.append(_segment_box_distance(hand, goal, ob, _PATH_SAMPLES))
+            d += [_segment_box_distance(joints[..., h, k, :], joints[..., h, k + 1, :], ob,
+                                        _LINK_SAMPLES) for k in range(ARM_JOINTS - 1)]
+        near = torch.stack(d, -1).amin(-1)
+        return ((GATE_FAR - near) / (GATE_FAR - GATE_NEAR)).clamp(0.0, 1.0) * ob[..., -1]
+
+    def gated(self, x_n: torch.Tensor) -> torch.Tensor:
+        """The normalized observation with every obstacle slot's raw values times its
+        slot_gate: a slot at gate 0 equals an empty one (all raw values 0)."""
+        idx = self.slot_index.flatten()
+        gate = self.slot_gate(x_n).repeat_interleave(len(OBSTACLE_FIELDS), -1)
+        raw = self._raw(x_n, idx) * gate
+        return x_n.index_copy(-1, idx, (raw - self.obs_mean[idx]) / self.obs_scale[idx])
 
     def _raw(self, x_n: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         """Raw observation values at ``idx`` from the normalized observation."""
@@ -188,15 +238,22 @@ def _box_offsets(hand: torch.Tensor, ob: torch.Tensor
     return low, high, torch.minimum(torch.maximum(low, low.new_zeros(())), high)
 
 
+def _segment_box_distance(a: torch.Tensor, b: torch.Tensor, ob: torch.Tensor, samples: int
+                          ) -> torch.Tensor:
+    """(..., n_obstacles): distance from the segment a-b (..., 3), sampled at ``samples``
+    points, to each obstacle's box in raw slots (..., n_obstacles, 7+)."""
+    centre, half = ob[..., :3], ob[..., 3:6]
+    t = torch.linspace(0.0, 1.0, samples, dtype=a.dtype, device=a.device)
+    points = a[..., None, :] + t[:, None] * (b - a)[..., None, :]  # (..., K, 3)
+    gap = ((points[..., None, :, :] - centre[..., :, None, :]).abs() - half[..., :, None, :])
+    return gap.clamp(min=0.0).norm(dim=-1).amin(-1)
+
+
 def _path_values(hand: torch.Tensor, goal: torch.Tensor, ob: torch.Tensor) -> torch.Tensor:
     """"hand_path" values (..., n_obstacles, 6) from the hand and goal (..., 3) and raw
     obstacle slots (as in _box_offsets)."""
-    centre, half = ob[..., :3], ob[..., 3:6]
     _, high, nearest = _box_offsets(hand, ob)
     top = high[..., 2:3]
-    t = torch.linspace(0.0, 1.0, _PATH_SAMPLES, dtype=hand.dtype, device=hand.device)
-    points = hand[..., None, :] + t[:, None] * (goal - hand)[..., None, :]  # (..., K, 3)
-    gap = ((points[..., None, :, :] - centre[..., :, None, :]).abs() - half[..., :, None, :])
-    path = gap.clamp(min=0.0).norm(dim=-1).amin(-1, keepdim=True)  # (..., n_obstacles, 1)
+    path = _segment_box_distance(hand, goal, ob, _PATH_SAMPLES)[..., None]
     gate = ((PATH_FAR - path) / (PATH_FAR - PATH_NEAR)).clamp(0.0, 1.0)
     return torch.cat([nearest, top, path, torch.ones_like(gate)], -1) * gate
