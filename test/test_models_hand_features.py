@@ -288,3 +288,24 @@ def test_a_gated_policy_round_trips_through_a_checkpoint(tmp_path):
         steps = torch.cat([rt.policy.encoder.step(x_n[t:t + 1], None, state)
                            for t in range(len(x_n))])
     torch.testing.assert_close(steps, full, atol=1e-4, rtol=1e-4)
+
+
+def test_the_slot_gate_covers_both_arms():
+    """With both arms, an obstacle next to either hand is seen and one far from both is not."""
+    lay = spaces.observation_layout("both")
+    task = ReachingTask("train", "both", seed=3)
+    obs = np.asarray([task.reset(seed=k) for k in range(20)], np.float32)
+    enc = SequenceEncoder(EncoderConfig(obs_dim=lay.obs_dim, act_dim=lay.act_dim,
+                                        backbone="mlp", features="hand", obstacle_gate=True,
+                                        d_model=8, mlp_hidden=8))
+    mean, scale = obs.mean(0), np.where(obs.std(0) > 1e-4, obs.std(0), 1.0)
+    enc.features.configure(lay.state_names, lay.joints, mean, scale, obs)
+    o = obs[0].copy()
+    hands = enc.features.hand_positions(torch.from_numpy((o - mean) / scale)).numpy()
+    slots = np.zeros((spaces.MAX_OBSTACLES, len(spaces.OBSTACLE_FIELDS)), np.float32)
+    for k, centre in enumerate([hands[0] + (0, 0, -0.08), hands[1] + (0, 0, -0.08),
+                                (0.9, 0.0, -0.05)]):  # below each hand, and far in front
+        slots[k, :3], slots[k, 3:6], slots[k, spaces.OB_PRESENT] = centre, 0.02, 1.0
+    o[lay.obstacles] = slots.ravel()
+    gate = enc.features.slot_gate(torch.from_numpy((o - mean) / scale)).numpy()
+    np.testing.assert_array_equal(gate, [1.0, 1.0, 0.0])
