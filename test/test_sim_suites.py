@@ -8,6 +8,7 @@ import pytest
 
 from mberil_ros.errors import UserError
 from mberil_ros.sim.model import INIT_RTM
+from mberil_ros.sim.scene import segment_obstacle_distance
 from mberil_ros.sim.spaces import MAX_OBSTACLES, RARM_JOINTS
 from mberil_ros.sim.suites import (
     ALL_SUITES,
@@ -87,7 +88,7 @@ def test_samples_lie_in_their_suites_regions():
                 n_obstacles += 1
             if name == "heldout_init":
                 assert not other.init_offset.contains(off)
-            if name in ("heldout_obstacles", "shift_check"):
+            if name in ("heldout_obstacles", "shift_check", "shift_beside"):
                 fit = other if name == "heldout_obstacles" else SHIFT_SUITES["shift_fit"]
                 assert all(not fit.obstacle.contains(obstacle_params(o)) for o in e.obstacles)
             if name == "heldout_obstacles":
@@ -124,3 +125,23 @@ def test_suite_names_expand_all_and_refuse_unknown_names():
     assert suite_names(["shift_check", "train"], []) == ["shift_check", "train"]
     with pytest.raises(UserError, match="--suite: unknown suite 'nope'"):
         suite_names(["train", "nope"], [])
+
+
+def test_shift_beside_keeps_every_obstacle_off_the_straight_way():
+    """shift_beside: shift_check's obstacles, none within the expert's planning clearance of
+    the straight start-to-target segment (in both arms' frames), 1-3 per layout."""
+    beside = SHIFT_SUITES["shift_beside"]
+    assert beside.obstacle == SHIFT_SUITES["shift_check"].obstacle
+    assert beside.on_path == 0.0 and beside.way_clearance == pytest.approx(0.075)
+    for arm in ("right", "both"):
+        task = ReachingTask("shift_beside", arm=arm, seed=0)
+        counts = []
+        for ep in range(20):
+            task.reset(seed=ep)
+            e, hands = task.episode, task.hand_positions()
+            counts.append(len(e.obstacles))
+            for side, target in e.targets.items():
+                for ob in e.obstacles:
+                    assert segment_obstacle_distance(hands[side], np.asarray(target), ob,
+                                                     n=24) >= 0.075, (arm, ep)
+        assert min(counts) >= 1 and max(counts) > 1
