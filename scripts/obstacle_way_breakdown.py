@@ -43,14 +43,16 @@ def breakdown(episodes: list[dict], distances: dict[int, float], bins: list[floa
               ) -> list[tuple[str, int, int]]:
     """(label, successes, episodes) per distance bin: below b0 (a segment through the box
     has a negative distance), [b0, b1), ..., b_last and beyond."""
-    edges = [-float("inf"), *bins, float("inf")]
+    inf = float("inf")
+    edges = [-inf, *bins, inf]
     rows = []
     for lo, hi in zip(edges[:-1], edges[1:], strict=True):
-        inside = [e for e in episodes  # the last bin takes inf (no obstacle) too
-                  if lo <= distances[e["seed"]] and (distances[e["seed"]] < hi or hi == edges[-1])]
-        if lo == -float("inf"):
+        # the last bin also takes inf: a layout without obstacles
+        inside = [e for e in episodes
+                  if lo <= distances[e["seed"]] < hi or (hi == inf == distances[e["seed"]])]
+        if lo == -inf:
             label = f"< {100 * hi:g} cm"
-        elif hi == float("inf"):
+        elif hi == inf:
             label = f">= {100 * lo:g} cm"
         else:
             label = f"{100 * lo:g}-{100 * hi:g} cm"
