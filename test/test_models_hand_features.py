@@ -30,13 +30,19 @@ def _features_for(arm: str, n: int = 40, mode: str = "hand"):
         o[lay.qpos] += rng.uniform(-0.4, 0.4, lay.qpos.stop - lay.qpos.start)
         obs.append(o)
     obs = np.asarray(obs, np.float32)
+    enc, x_n = _configured(lay, obs, mode)
+    return enc.features, obs, x_n, lay
+
+
+def _configured(lay, obs: np.ndarray, mode: str = "hand", gate: bool = False):
+    """A tiny encoder whose HandFeatures are configured on ``obs`` (raw), and ``obs``
+    normalized as it reads them."""
     enc = SequenceEncoder(EncoderConfig(obs_dim=lay.obs_dim, act_dim=lay.act_dim,
-                                        backbone="mlp", features=mode, d_model=8,
-                                        mlp_hidden=8))
+                                        backbone="mlp", features=mode, obstacle_gate=gate,
+                                        d_model=8, mlp_hidden=8))
     mean, scale = obs.mean(0), np.where(obs.std(0) > 1e-4, obs.std(0), 1.0)
     enc.features.configure(lay.state_names, lay.joints, mean, scale, obs)
-    x_n = torch.from_numpy((obs - mean) / scale)
-    return enc.features, obs, x_n, lay
+    return enc, torch.from_numpy((obs - mean) / scale)
 
 
 @pytest.mark.parametrize("arm", ["right", "left", "both"])
@@ -186,12 +192,7 @@ def _expert_observations(seeds: range, stride: int = 5) -> tuple[np.ndarray, lis
 
 def _gated_features(obs: np.ndarray):
     lay = spaces.observation_layout("right")
-    enc = SequenceEncoder(EncoderConfig(obs_dim=lay.obs_dim, act_dim=lay.act_dim,
-                                        backbone="mlp", features="hand", obstacle_gate=True,
-                                        d_model=8, mlp_hidden=8))
-    mean, scale = obs.mean(0), np.where(obs.std(0) > 1e-4, obs.std(0), 1.0)
-    enc.features.configure(lay.state_names, lay.joints, mean, scale, obs)
-    return enc, torch.from_numpy((obs - mean) / scale), lay
+    return (*_configured(lay, obs, gate=True), lay)
 
 
 def test_the_slot_gate_shows_every_obstacle_the_expert_reacts_to():
@@ -295,17 +296,18 @@ def test_the_slot_gate_covers_both_arms():
     lay = spaces.observation_layout("both")
     task = ReachingTask("train", "both", seed=3)
     obs = np.asarray([task.reset(seed=k) for k in range(20)], np.float32)
-    enc = SequenceEncoder(EncoderConfig(obs_dim=lay.obs_dim, act_dim=lay.act_dim,
-                                        backbone="mlp", features="hand", obstacle_gate=True,
-                                        d_model=8, mlp_hidden=8))
-    mean, scale = obs.mean(0), np.where(obs.std(0) > 1e-4, obs.std(0), 1.0)
-    enc.features.configure(lay.state_names, lay.joints, mean, scale, obs)
+    enc, _ = _configured(lay, obs, gate=True)
+    feats = enc.features
+
+    def normalized(o: np.ndarray) -> torch.Tensor:
+        return (torch.from_numpy(o) - feats.obs_mean) / feats.obs_scale
+
     o = obs[0].copy()
-    hands = enc.features.hand_positions(torch.from_numpy((o - mean) / scale)).numpy()
+    hands = feats.hand_positions(normalized(o)).numpy()
     slots = np.zeros((spaces.MAX_OBSTACLES, len(spaces.OBSTACLE_FIELDS)), np.float32)
     for k, centre in enumerate([hands[0] + (0, 0, -0.08), hands[1] + (0, 0, -0.08),
                                 (0.9, 0.0, -0.05)]):  # below each hand, and far in front
         slots[k, :3], slots[k, 3:6], slots[k, spaces.OB_PRESENT] = centre, 0.02, 1.0
     o[lay.obstacles] = slots.ravel()
-    gate = enc.features.slot_gate(torch.from_numpy((o - mean) / scale)).numpy()
+    gate = feats.slot_gate(normalized(o)).numpy()
     np.testing.assert_array_equal(gate, [1.0, 1.0, 0.0])

@@ -195,10 +195,15 @@ def obstacle_params(ob: Obstacle, side: str = "right") -> np.ndarray:
     return np.array([ob.position[0], y, ob.top, ob.half_extents[0]])
 
 
+def way_distance(start, target, ob: Obstacle) -> float:
+    """Distance from the straight hand path start -> target to ``ob``."""
+    a, b = np.asarray(start, dtype=float), np.asarray(target, dtype=float)
+    return segment_obstacle_distance(a, b, ob, n=24)
+
+
 def on_straight_path(start, target, ob: Obstacle) -> bool:
     """True when the straight hand path start -> target runs into ``ob``."""
-    a, b = np.asarray(start, dtype=float), np.asarray(target, dtype=float)
-    return segment_obstacle_distance(a, b, ob, n=24) < ON_PATH_DISTANCE
+    return way_distance(start, target, ob) < ON_PATH_DISTANCE
 
 
 def _sample_target(suite: Suite, start: np.ndarray, side: str,
@@ -317,9 +322,8 @@ def sample_episode(
             params = suite.obstacle.clip(params)
         kind = "sphere" if rng.random() < suite.spheres else "box"
         ob = obstacle_from_params(params, kind, side)
-        if suite.way_clearance and any(
-                segment_obstacle_distance(starts[s], np.asarray(targets[s]), ob, n=24)
-                < suite.way_clearance for s in sides):
+        if suite.way_clearance and any(way_distance(starts[s], targets[s], ob)
+                                       < suite.way_clearance for s in sides):
             continue
         if _admissible(ob, obstacles, targets, starts, joints, start_clearance):
             obstacles.append(ob)
