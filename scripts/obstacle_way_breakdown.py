@@ -64,16 +64,17 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("results", nargs="+", type=Path, help="JSON files of mberil eval --json")
     p.add_argument("--suite", default="heldout_obstacles", help="the suite to break down")
-    p.add_argument("--arm", default="right", choices=("right", "left"),
-                   help="the arm the evaluation ran (mberil eval --arm)")
+    p.add_argument("--arm", default=None, choices=("right", "left"),
+                   help="the arm the evaluation ran: read from the JSON; needed only for "
+                        "files written before it was recorded (default there: right)")
     p.add_argument("--bins", type=float, nargs="+", default=[0.075, 0.15],
                    help="bin edges in metres (default: 0.075 0.15)")
     args = p.parse_args(argv)
     if sorted(args.bins) != args.bins or args.bins[0] <= 0:
         print(f"error: --bins must be increasing and positive, got {args.bins}", file=sys.stderr)
         return 2
-    task = ReachingTask(args.suite, args.arm)
-    distances: dict[int, float] = {}
+    tasks: dict[str, ReachingTask] = {}
+    distances: dict[str, dict[int, float]] = {}  # per arm, per seed
     for path in args.results:
         try:
             report = json.loads(path.read_text())
@@ -88,12 +89,21 @@ def main(argv: list[str] | None = None) -> int:
         if not results:
             print(f"error: {path}: no results for suite {args.suite!r}", file=sys.stderr)
             return 2
+        arm = report.get("arm", args.arm or "right")
+        if arm not in ("right", "left") or (args.arm and arm != args.arm):
+            print(f"error: {path}: evaluated with --arm {arm}; this breakdown needs "
+                  f"{args.arm or 'right or left'}", file=sys.stderr)
+            return 2
+        if arm not in tasks:
+            tasks[arm] = ReachingTask(args.suite, arm)
+        task = tasks[arm]
+        known = distances.setdefault(arm, {})
         for r in results:
             for e in r["episodes"]:
-                if e["seed"] not in distances:
-                    distances[e["seed"]] = nearest_obstacle_to_way(task, e["seed"], args.arm)
+                if e["seed"] not in known:
+                    known[e["seed"]] = nearest_obstacle_to_way(task, e["seed"], arm)
             cells = [f"{label}: {ok}/{n}" for label, ok, n in
-                     breakdown(r["episodes"], distances, args.bins)]
+                     breakdown(r["episodes"], known, args.bins)]
             print(f"{path.name} [{r['controller']}] {args.suite}: " + ", ".join(cells))
     return 0
 

@@ -150,7 +150,7 @@ def test_mberil_eval_runs_a_users_layouts(tmp_path, capsys):
     assert main(["eval", "expert", "--layouts", str(layouts), "--baselines", "--workers", "1",
                  "--json", str(out)]) == 0
     report = json.loads(out.read_text())
-    assert report["layouts"] == str(layouts)
+    assert report["layouts"] == str(layouts) and report["arm"] == "right"
     by = {r["controller"]: r for r in report["results"]}
     # the right-arm layouts (0 and 2), once each; the expert reaches, holding still does not
     assert [e["seed"] for e in by["expert"]["episodes"]] == [0, 2]

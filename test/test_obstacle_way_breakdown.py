@@ -59,3 +59,20 @@ def test_main_reads_eval_json_and_refuses_other_input(tmp_path, capsys):
     assert wb.main([str(bad)]) == 2
     assert "notes.txt: not a JSON of mberil eval --json" in capsys.readouterr().err
     assert wb.main([str(good), "--bins", "0.2", "0.1"]) == 2
+
+
+def test_the_arm_comes_from_the_json_and_a_mismatch_is_refused(tmp_path, capsys):
+    seed = 1_000_005  # a layout whose nearest obstacle is 7 cm from the right arm's way, 16 cm
+    # from the left's: the bins tell which arm was read
+    right = wb.nearest_obstacle_to_way(ReachingTask("heldout_obstacles", "right"), seed, "right")
+    left = wb.nearest_obstacle_to_way(ReachingTask("heldout_obstacles", "left"), seed, "left")
+    assert right < 0.1 < left
+    report = {"seeds": [seed, seed], "arm": "left", "results": [
+        {"controller": "expert", "suite": "heldout_obstacles", "summary": {},
+         "episodes": [{"seed": seed, "success": True}]}]}
+    path = tmp_path / "left.json"
+    path.write_text(json.dumps(report))
+    assert wb.main([str(path), "--bins", "0.1"]) == 0
+    assert capsys.readouterr().out.strip().endswith("< 10 cm: 0/0, >= 10 cm: 1/1")
+    assert wb.main([str(path), "--arm", "right"]) == 2
+    assert "evaluated with --arm left" in capsys.readouterr().err

@@ -2,6 +2,7 @@
 straight hand path is often blocked; targets are never close to the start hand."""
 
 import itertools
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -145,3 +146,5 @@ def test_shift_beside_keeps_every_obstacle_off_the_straight_way():
                     assert segment_obstacle_distance(hands[side], np.asarray(target), ob,
                                                      n=24) >= 0.075, (arm, ep)
         assert min(counts) >= 1 and max(counts) > 1
+    with pytest.raises(ValueError, match="way_clearance needs on_path=0"):
+        replace(beside, on_path=0.6)

@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
 
         print(RuntimeController.load(specs[0], ReachingTask("train", args.arm)).runtime.summary)
     keep = 3 if args.plot else 0
-    report: dict = {"seeds": [seeds[0], seeds[-1]], "results": []}
+    report: dict = {"seeds": [seeds[0], seeds[-1]], "arm": args.arm, "results": []}
     if args.nll:  # first: a bad dataset fails before any episode runs
         if args.checkpoint in BASELINES:
             raise UserError(f"--nll needs a checkpoint, not {args.checkpoint!r}")

@@ -82,6 +82,11 @@ class Suite:
     # 0: no such rule. With the expert's 7.5 cm nothing blocks the way.
     way_clearance: float = 0.0
 
+    def __post_init__(self) -> None:
+        if self.way_clearance and self.on_path:  # an on-path draw would always be rejected
+            raise ValueError(f"suite {self.name}: way_clearance needs on_path=0, "
+                             f"got {self.on_path}")
+
 
 # The straight path from the start hand to the target must be this long: at the
 # demonstrators' ~0.08 m/s that is >= 2.5 s of motion (NEXTAGE reaches at a few cm/s).
