@@ -51,6 +51,9 @@ class CompareConfig:
     alpha_ablation: list = setting([], "datasets with alpha 0 too")
     train: list = setting([], "overrides for every training")
     eval_episodes: int = setting(100, "closed-loop episodes per suite")
+    eval_suites: list = setting(["all"], "suites each job is evaluated on (all: the benchmark)")
+    eval_checkpoint: str = setting("best", "checkpoint evaluated: best | last")
+    eval_seed: int = setting(0, "mberil eval --seed (episode seeds)")
 
 
 @dataclass
@@ -98,6 +101,12 @@ def load_config(path: Path) -> CompareConfig:
     cfg = from_mapping(CompareConfig, read_yaml(path), source=path)
     if not cfg.datasets or not cfg.methods or not cfg.seeds:
         raise UserError(f"{path}: datasets, methods and seeds must not be empty")
+    if cfg.eval_checkpoint not in ("best", "last"):
+        raise UserError(f"{path}: eval_checkpoint: expected best or last, got "
+                        f"{cfg.eval_checkpoint!r}")
+    if cfg.eval_seed < 0:
+        raise UserError(f"{path}: eval_seed must be >= 0, got {cfg.eval_seed}")
+    _suites(path, "eval_suites", cfg.eval_suites)
     for name, m in cfg.methods.items():
         if (not isinstance(m, dict) or "config" not in m
                 or set(m) - {"config", "overrides", "init_from"}):
@@ -110,10 +119,13 @@ def load_config(path: Path) -> CompareConfig:
                             f"method of this file that starts from scratch")
     for name, d in cfg.datasets.items():
         unknown = set(d) - {"expert", "suboptimal", "expert_fraction", "seed", "settle_ticks",
-                            "methods", "policy_inputs"}
+                            "suite", "methods", "policy_inputs"}
         if not isinstance(d, dict) or "expert" not in d or unknown:
             raise UserError(f"{path}: datasets.{name}: expected expert, suboptimal, "
-                            f"expert_fraction, seed, settle_ticks, methods, policy_inputs")
+                            f"expert_fraction, seed, settle_ticks, suite, methods, "
+                            f"policy_inputs")
+        if "suite" in d:
+            _suites(path, f"datasets.{name}.suite", [d["suite"]])
         for key, known in (("methods", cfg.methods), ("policy_inputs", cfg.policy_inputs)):
             extra = sorted(set(d.get(key, [])) - set(known))
             if extra:
@@ -129,6 +141,25 @@ def load_config(path: Path) -> CompareConfig:
     if missing:
         raise UserError(f"{path}: alpha_ablation: unknown datasets {missing}")
     return cfg
+
+
+def _suites(path: Path, key: str, names: Any) -> list[str]:
+    """Suite names of ``key`` (``all``: the benchmark's), refused in one line if unknown."""
+    from mberil_ros.sim.suites import suite_names
+
+    if not isinstance(names, list) or not names:
+        raise UserError(f"{path}: {key}: expected a list of suite names, got {names!r}")
+    try:
+        return suite_names([str(n) for n in names], [])
+    except UserError as exc:
+        raise UserError(f"{path}: {key}: {str(exc).removeprefix('--suite: ')}") from None
+
+
+def eval_suites(cfg: CompareConfig) -> list[str]:
+    """The suites every job is evaluated on (checked by load_config), in report order."""
+    from mberil_ros.sim.suites import suite_names
+
+    return suite_names(cfg.eval_suites, [])
 
 
 def _train_config(method: dict) -> Any:
@@ -205,7 +236,7 @@ class Plan:
                 "sim-dataset", str(self.dataset(name)), "--expert", str(d["expert"]),
                 "--suboptimal", str(d.get("suboptimal", 0)), "--expert-fraction",
                 str(d.get("expert_fraction", 0.0)), "--seed", str(d.get("seed", 0)),
-                *_settle(d))))
+                *(["--suite", d["suite"]] if "suite" in d else []), *_settle(d))))
         t = self.cfg.test
         for path in self.test_sets():
             out.append((path, _mberil(
@@ -260,9 +291,14 @@ class Plan:
 
     def eval_command(self, job: Job) -> list[str]:
         nll = [a for p in self.test_sets() for a in ("--nll", str(p))]
-        return _mberil("eval", str(self.best(job)),
-                       "--suite", "all", "--episodes", str(self.cfg.eval_episodes),
-                       "--workers", "1", *nll, "--json", str(self.job_dir(job) / "eval.json"))
+        ckpt = self.job_dir(job) / "run" / "checkpoints" / self.cfg.eval_checkpoint
+        suites = [a for s in self.cfg.eval_suites for a in ("--suite", str(s))]
+        # (the defaults' arguments are left out, so jobs recorded before these keys existed
+        # keep their settings)
+        seed = ["--seed", str(self.cfg.eval_seed)] if self.cfg.eval_seed else []
+        return _mberil("eval", str(ckpt), *suites, "--episodes", str(self.cfg.eval_episodes),
+                       *seed, "--workers", "1", *nll,
+                       "--json", str(self.job_dir(job) / "eval.json"))
 
 
 def _run_logged(argv: list[str], log: Path) -> None:

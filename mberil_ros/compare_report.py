@@ -14,7 +14,6 @@ import numpy as np
 
 from mberil_ros.paths import write_text_atomic
 
-SUITES = ("train", "heldout_init", "heldout_obstacles")
 COMMIT = "commit.txt"  # in each job folder: the code's commit when the job started
 
 
@@ -68,24 +67,29 @@ def write_report(plan: Any, jobs: list[Any], config_path: Path) -> Path:
         group = groups.setdefault((job.dataset, job.group), {})
         for k, v in numbers.items():
             group.setdefault(k, []).append(v)
+    from mberil_ros.compare import eval_suites
+
+    suites = eval_suites(plan.cfg)
     tests = [p.name for p in plan.test_sets()]
-    header = (["dataset", "method", "seeds"] + [f"success {s}" for s in SUITES]
+    header = (["dataset", "method", "seeds"] + [f"success {s}" for s in suites]
               + [f"NLL_pi {t}" for t in tests] + [f"NLL_m {t}" for t in tests])
     lines = [f"# mberil compare: {config_path}", "",
              f"Report written at commit {code_commit()}; command `mberil compare --config "
              f"{config_path}`. "
-             "Success: closed loop on fresh layouts (`best` checkpoints, chosen on validation "
-             "layouts of the train suite); NLL on expert demonstrations of the held-out "
-             "suites (lower is better). Mean ± std over seeds.", "",
+             "Success: closed loop on fresh layouts ("
+             + ("`best` checkpoints, chosen on validation layouts of the train suite"
+                if plan.cfg.eval_checkpoint == "best" else "`last` checkpoints")
+             + "); NLL on expert demonstrations of the test sets (lower is better). "
+             "Mean ± std over seeds.", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for (dataset, group), values in sorted(groups.items()):
         seeds = len(next(iter(values.values()), []))
         row = ([dataset, group, str(seeds)]
-               + [_cell(values.get(f"success/{s}", []), 2) for s in SUITES]
+               + [_cell(values.get(f"success/{s}", []), 2) for s in suites]
                + [_cell(values.get(f"nll_pi/{t}", []), 2) for t in tests]
                + [_cell(values.get(f"nll_m/{t}", []), 2) for t in tests])
         lines.append("| " + " | ".join(row) + " |")
-    lines += _paired_with_warm_start(plan, jobs, per_job, tests)
+    lines += _paired_with_warm_start(jobs, per_job, suites, tests)
     ran_at: dict[str, int] = {}
     for job in jobs:
         if job.key not in per_job:
@@ -107,14 +111,14 @@ def write_report(plan: Any, jobs: list[Any], config_path: Path) -> Path:
         {"commit": code_commit(), "config": str(config_path), "jobs": per_job,
          "ran_at": ran_at, "missing": missing}, indent=1))
     if groups:
-        _plot(out / "plots" / "success.png", groups)
+        _plot(out / "plots" / "success.png", groups, suites)
     md = out / "results.md"
     write_text_atomic(md, "\n".join(lines) + "\n")
     return md
 
 
-def _paired_with_warm_start(plan: Any, jobs: list[Any], per_job: dict[str, dict[str, float]],
-                            tests: list[str]) -> list[str]:
+def _paired_with_warm_start(jobs: list[Any], per_job: dict[str, dict[str, float]],
+                            suites: list[str], tests: list[str]) -> list[str]:
     """Each warm-started job minus the job it started from (same dataset, inputs and seed):
     the adversarial phase's own effect, without the seed-to-seed spread of the warm start."""
     diffs: dict[tuple[str, str], dict[str, list[float]]] = {}
@@ -128,7 +132,7 @@ def _paired_with_warm_start(plan: Any, jobs: list[Any], per_job: dict[str, dict[
             group.setdefault(k, []).append(mine[k] - theirs[k])
     if not diffs:
         return []
-    header = (["dataset", "job - its warm start", "pairs"] + [f"Δ success {s}" for s in SUITES]
+    header = (["dataset", "job - its warm start", "pairs"] + [f"Δ success {s}" for s in suites]
               + [f"Δ NLL_pi {t}" for t in tests])
     lines = ["", "Each warm-started job minus the BC job it started from (same dataset, "
              "inputs and seed): mean ± std of the paired differences.", "",
@@ -137,12 +141,13 @@ def _paired_with_warm_start(plan: Any, jobs: list[Any], per_job: dict[str, dict[
         pairs = len(next(iter(values.values()), []))
         lines.append("| " + " | ".join(
             [dataset, group, str(pairs)]
-            + [_cell(values.get(f"success/{s}", []), 2) for s in SUITES]
+            + [_cell(values.get(f"success/{s}", []), 2) for s in suites]
             + [_cell(values.get(f"nll_pi/{t}", []), 2) for t in tests]) + " |")
     return lines
 
 
-def _plot(path: Path, groups: dict[tuple[str, str], dict[str, list[float]]]) -> None:
+def _plot(path: Path, groups: dict[tuple[str, str], dict[str, list[float]]],
+          suites: list[str]) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -151,14 +156,15 @@ def _plot(path: Path, groups: dict[tuple[str, str], dict[str, list[float]]]) -> 
     path.parent.mkdir(parents=True, exist_ok=True)
     keys = sorted(groups)
     fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(keys)), 4.5))
-    width = 0.8 / len(SUITES)
-    for k, suite in enumerate(SUITES):
+    width = 0.8 / len(suites)
+    for k, suite in enumerate(suites):
         means = [np.mean(groups[g].get(f"success/{suite}", [0.0])) for g in keys]
         errs = [np.std(v, ddof=1) if len(v) > 1 else 0.0  # as in the table
                 for v in (groups[g].get(f"success/{suite}", [0.0]) for g in keys)]
         ax.bar([i + k * width for i in range(len(keys))], means, width, yerr=errs,
                label=suite, capsize=2)
-    ax.set_xticks([i + width for i in range(len(keys))], [f"{d}\n{g}" for d, g in keys],
+    middle = width * (len(suites) - 1) / 2
+    ax.set_xticks([i + middle for i in range(len(keys))], [f"{d}\n{g}" for d, g in keys],
                   rotation=60, ha="right", fontsize=7)
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("success (closed loop)")

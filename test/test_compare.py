@@ -12,6 +12,7 @@ import pytest
 from mberil_ros.cli import main
 from mberil_ros.compare import Plan, all_jobs, load_config
 from mberil_ros.compare_report import job_numbers
+from mberil_ros.eval.closed_loop import EVAL_SEED_BASE
 
 TINY = ("algo.network.d_model=16, algo.network.mlp_hidden=32, algo.network.head_hidden=32, "
         "algo.network.backbone=mlp")
@@ -113,6 +114,30 @@ def test_a_job_runs_end_to_end_and_is_reused(tmp_path, capsys):
     assert job_numbers(job / "eval.json") == numbers
 
 
+def test_eval_suites_checkpoint_and_seed_and_a_datasets_suite(tmp_path):
+    """The shift test's shape (config/shift_test.yaml): data drawn from another suite, the
+    `last` checkpoint evaluated on the named suites at a given seed, and the report's columns
+    following those suites."""
+    path = config(tmp_path, seeds="[0]", eval_suites="[shift_check, train]",
+                  eval_checkpoint="last", eval_seed="500000")
+    path.write_text(path.read_text().replace("seed: 10}", "seed: 10, suite: shift_fit}"))
+    assert main(["compare", "--config", str(path), "--only", "mix/bc-mlp-state/"]) == 0
+    out_dir = tmp_path / "out"
+    job = out_dir / "jobs" / "mix" / "bc-mlp-state" / "seed0"
+    report = json.loads((job / "eval.json").read_text())
+    assert [r["suite"] for r in report["results"]] == ["shift_check", "train"]
+    assert report["seeds"][0] == EVAL_SEED_BASE + 500000
+    last = (job / "run" / "checkpoints" / "last").resolve()
+    assert Path(report["results"][0]["controller"]).resolve() == last
+    md = (out_dir / "results.md").read_text()
+    assert "| success shift_check | success train |" in md and "heldout_init |" not in md
+    assert "`last` checkpoints" in md
+    commands = (out_dir / "commands.txt").read_text().splitlines()
+    mix = next(c for c in commands if "sim-dataset" in c and "/datasets/mix" in c)
+    assert mix.endswith("--suite shift_fit")
+    assert not any("--suite shift_fit" in c for c in commands if "/datasets/pure" in c)
+
+
 def warm_started(tmp_path: Path) -> Path:
     """config() with Offline-MB-ERIL starting from the BC job, and `mix` restricted."""
     path = config(tmp_path)
@@ -185,6 +210,11 @@ def test_settle_ticks_pins_the_datasets_and_test_sets_that_name_it(tmp_path):
 
 @pytest.mark.parametrize("extra,needle", [
     ({"nonsense": "1"}, "unknown config key 'nonsense'"),
+    ({"eval_checkpoint": "worst"}, "eval_checkpoint: expected best or last, got 'worst'"),
+    ({"eval_suites": "[train, nope]"}, "eval_suites: unknown suite 'nope'"),
+    ({"eval_suites": "train"}, "eval_suites: expected a list of suite names"),
+    ({"datasets": "{d: {expert: 2, suite: nope}}", "alpha_ablation": "[]"},
+     "datasets.d.suite: unknown suite 'nope'"),
     ({"alpha_ablation": "[nowhere]"}, "alpha_ablation: unknown datasets ['nowhere']"),
     ({"methods": "{a: {config: train.yaml, init_from: b}}"}, "methods.a.init_from: 'b'"),
     ({"methods": "{a: {config: train_bc.yaml}, b: {config: train.yaml, init_from: a}}",
@@ -213,8 +243,15 @@ def test_the_shipped_comparison_config_is_valid(tmp_path):
     from mberil_ros.paths import config_file
 
     for name, count in (("compare.yaml", 4 * 2 * 4 * 3 + 2 * 2 * 3),  # + alpha ablation
-                        ("compare_cpu.yaml", 4 * 2 * 3 + 3 * 3)):  # mixed50: bc, mberil x2
+                        ("compare_cpu.yaml", 4 * 2 * 3 + 3 * 3),  # mixed50: bc, mberil x2
+                        ("shift_test.yaml", 2 * 3)):
         _check_shipped(config_file(name), count)
+    # the shift test evaluates as docs/learning.md's shift numbers were taken
+    cfg = load_config(config_file("shift_test.yaml"))
+    plan = Plan(cfg, argparse.Namespace(device=None, launcher=""))
+    argv = " ".join(plan.eval_command(all_jobs(cfg)[0]))
+    assert "/checkpoints/last --suite shift_check --suite shift_beside --suite train" in argv
+    assert "--episodes 100 --seed 500000" in argv
 
 
 def _check_shipped(path: Path, count: int) -> None:
