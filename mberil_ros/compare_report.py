@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from mberil_ros.compare import eval_suites
 from mberil_ros.paths import write_text_atomic
 
 COMMIT = "commit.txt"  # in each job folder: the code's commit when the job started
@@ -67,8 +68,6 @@ def write_report(plan: Any, jobs: list[Any], config_path: Path) -> Path:
         group = groups.setdefault((job.dataset, job.group), {})
         for k, v in numbers.items():
             group.setdefault(k, []).append(v)
-    from mberil_ros.compare import eval_suites
-
     suites = eval_suites(plan.cfg)
     tests = [p.name for p in plan.test_sets()]
     header = (["dataset", "method", "seeds"] + [f"success {s}" for s in suites]
