@@ -112,10 +112,11 @@ class SequenceEncoder(nn.Module):
     def _state_inputs(self, obs: torch.Tensor) -> torch.Tensor:
         """What the encoder reads from x_t: the kept observation dims and their features,
         before any clamp (obstacle slots through the gate first, when there is one)."""
-        if self.cfg.obstacle_gate:
-            obs = self.features.gated(obs)
+        feats = None
+        if self.features is not None:
+            obs, feats = self.features.read(obs)
         x = obs if self.cfg.ignore_dims is None else obs.index_select(-1, self.keep_index)
-        return x if self.features is None else torch.cat([x, self.features(obs)], dim=-1)
+        return x if feats is None else torch.cat([x, feats], dim=-1)
 
     @torch.no_grad()
     def fit_input_range(self, obs: torch.Tensor) -> None:

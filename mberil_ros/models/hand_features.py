@@ -153,7 +153,7 @@ class HandFeatures(nn.Module):
         self.feat_mean.zero_()
         self.feat_scale.fill_(1.0)
         x_n = (torch.as_tensor(train_obs, dtype=torch.float32) - self.obs_mean) / self.obs_scale
-        f = self.forward(self.gated(x_n) if self.gate else x_n)
+        _, f = self.read(x_n)
         self.feat_mean.copy_(f.mean(0))
         self.feat_scale.copy_(f.std(0).clamp(min=1e-3))
 
@@ -179,10 +179,11 @@ class HandFeatures(nn.Module):
         """(..., n_hands, 3) hand positions in WAIST from a normalized observation."""
         return self.joint_origins(x_n)[..., -1, :]
 
-    def slot_gate(self, x_n: torch.Tensor) -> torch.Tensor:
+    def slot_gate(self, x_n: torch.Tensor, joints: torch.Tensor | None = None) -> torch.Tensor:
         """(..., n_obstacles) in [0, 1]: 1 for an obstacle within GATE_NEAR of a hand's way to
-        its goal or of an arm link, 0 beyond GATE_FAR (and for an empty slot)."""
-        joints = self.joint_origins(x_n)
+        its goal or of an arm link, 0 beyond GATE_FAR (and for an empty slot). ``joints``:
+        joint_origins(x_n), when the caller has them already."""
+        joints = self.joint_origins(x_n) if joints is None else joints
         ob = self._raw(x_n, self.slot_index.flatten()).unflatten(
             -1, (self.n_obstacles, len(OBSTACLE_FIELDS)))
         d = []
@@ -194,11 +195,11 @@ class HandFeatures(nn.Module):
         near = torch.stack(d, -1).amin(-1)
         return ((GATE_FAR - near) / (GATE_FAR - GATE_NEAR)).clamp(0.0, 1.0) * ob[..., -1]
 
-    def gated(self, x_n: torch.Tensor) -> torch.Tensor:
+    def gated(self, x_n: torch.Tensor, joints: torch.Tensor | None = None) -> torch.Tensor:
         """The normalized observation with every obstacle slot's raw values times its
         slot_gate: a slot at gate 0 equals an empty one (all raw values 0)."""
         idx = self.slot_index.flatten()
-        gate = self.slot_gate(x_n).repeat_interleave(len(OBSTACLE_FIELDS), -1)
+        gate = self.slot_gate(x_n, joints).repeat_interleave(len(OBSTACLE_FIELDS), -1)
         raw = self._raw(x_n, idx) * gate
         return x_n.index_copy(-1, idx, (raw - self.obs_mean[idx]) / self.obs_scale[idx])
 
@@ -206,8 +207,18 @@ class HandFeatures(nn.Module):
         """Raw observation values at ``idx`` from the normalized observation."""
         return x_n[..., idx] * self.obs_scale[idx] + self.obs_mean[idx]
 
-    def forward(self, x_n: torch.Tensor) -> torch.Tensor:
-        hand = self.hand_positions(x_n)
+    def read(self, x_n: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the observation as an encoder reads it, its features): with the gate, obstacle
+        slots pass through it first. The gate leaves the joints alone, so the forward
+        kinematics run once for both."""
+        if not self.gate:
+            return x_n, self.forward(x_n)
+        joints = self.joint_origins(x_n)
+        x_n = self.gated(x_n, joints)
+        return x_n, self.forward(x_n, joints[..., -1, :])
+
+    def forward(self, x_n: torch.Tensor, hand: torch.Tensor | None = None) -> torch.Tensor:
+        hand = self.hand_positions(x_n) if hand is None else hand
         ob = self._raw(x_n, self.obstacle_index.flatten()).unflatten(
             -1, (self.n_obstacles, self.obstacle_index.shape[1]))
         present = ob[..., -1:]
