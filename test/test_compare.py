@@ -252,6 +252,30 @@ def test_the_shipped_comparison_config_is_valid(tmp_path):
     argv = " ".join(plan.eval_command(all_jobs(cfg)[0]))
     assert "/checkpoints/last --suite shift_check --suite shift_beside --suite train" in argv
     assert "--episodes 100 --seed 500000" in argv
+    # its two methods differ by the obstacle gate alone, whatever the YAML default becomes
+    from mberil_ros.algos.train_config import load_train_config
+    gate = {}
+    for job in all_jobs(cfg):
+        train_cfg = load_train_config(Path(config_file(cfg.methods[job.method]["config"])),
+                                      plan.overrides(job))
+        gate[job.method] = train_cfg.algo.network.policy_obstacle_gate
+    assert gate == {"bc-mamba": False, "bc-mamba-gate": True}
+
+
+def test_the_shipped_configs_gate_the_mamba_and_keep_the_mlp_recipe_as_measured():
+    """The shift test adopted the obstacle gate (docs/learning.md): on in both training
+    YAMLs; the MLP recipe (distractors) was measured without it, so compare.yaml turns it off
+    wherever it sets distractors."""
+    from mberil_ros.algos.train_config import load_train_config
+    from mberil_ros.paths import config_file
+
+    for name in ("train.yaml", "train_bc.yaml"):
+        cfg = load_train_config(config_file(name), ["dataset=x"])
+        assert cfg.algo.network.backbone == "mamba" and cfg.algo.network.policy_obstacle_gate
+    cfg = load_config(config_file("compare.yaml"))
+    for method, spec in cfg.methods.items():
+        if "algo.data.distractors=0.5" in spec["overrides"]:
+            assert "algo.network.policy_obstacle_gate=false" in spec["overrides"], method
 
 
 def _check_shipped(path: Path, count: int) -> None:

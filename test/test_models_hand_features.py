@@ -8,6 +8,7 @@ import pytest
 import torch
 from algos_tester import TINY_NET, bc_run, tiny_dataset
 
+from mberil_ros.algos.common import NetworkConfig
 from mberil_ros.algos.data import DataConfig, OfflineData
 from mberil_ros.models.config import EncoderConfig
 from mberil_ros.models.encoder import SequenceEncoder
@@ -259,12 +260,31 @@ def test_a_gated_slot_reads_as_empty_off_the_way_and_unchanged_on_it():
 def test_the_obstacle_gate_needs_hand_features():
     with pytest.raises(ValueError, match="obstacle_gate needs the hand's kinematics"):
         EncoderConfig(features="none", obstacle_gate=True)
-    from mberil_ros.algos.common import NetworkConfig
-
-    with pytest.raises(ValueError, match="policy_obstacle_gate needs"):
-        NetworkConfig(features="none", policy_obstacle_gate=True)
+    with pytest.raises(ValueError, match=r"policy_obstacle_gate \(on by default\) needs the "
+                                         r"hand's kinematics.*or policy_obstacle_gate to false"):
+        NetworkConfig(features="none")
+    assert not NetworkConfig(features="none", policy_obstacle_gate=False).policy_obstacle_gate
     with pytest.raises(ValueError, match="policy_obstacle_gate must be true or false"):
         NetworkConfig(policy_obstacle_gate="yes")
+
+
+def test_a_warm_start_trained_without_the_gate_is_refused_with_the_setting_to_change(tmp_path):
+    """The gate is on by default since 2026-12-01; a BC checkpoint from before (no slot
+    indices) names the override that makes it usable, and runs as it was trained."""
+    from mberil_ros.algos.offline_mberil import OfflineMBERIL, OfflineMBERILConfig
+    from mberil_ros.errors import UserError
+
+    assert NetworkConfig().policy_obstacle_gate
+    dataset = tiny_dataset(tmp_path, expert=6, suboptimal=0)
+    old = bc_run(tmp_path, "old", dataset, 2, "algo.data.val_fraction=0.25",
+                 "algo.network.policy_obstacle_gate=false", net=TINY_NET)
+    assert not PolicyRuntime.load(old).policy.encoder.cfg.obstacle_gate
+    cfg = OfflineMBERILConfig.from_dict({"network": TINY_NET, "init_policy": str(old),
+                                         "data": {"val_fraction": 0.25}})
+    data = OfflineData(dataset, DataConfig(val_fraction=0.25))
+    with pytest.raises(UserError, match="without the obstacle gate: set "
+                                        "algo.network.policy_obstacle_gate=false"):
+        OfflineMBERIL(cfg, data)
 
 
 def test_a_gated_policy_round_trips_through_a_checkpoint(tmp_path):

@@ -68,6 +68,12 @@ def load_modules(modules: dict[str, torch.nn.Module], weights: dict[str, torch.T
         if missing and all(k.endswith((".input_low", ".input_high")) for k in missing):
             detail += ("; it was trained without input clipping: set "
                        "algo.network.clip_inputs=false to use it")
+        if missing and all(k.endswith(".slot_index") for k in missing):
+            detail += ("; it was trained without the obstacle gate: set "
+                       "algo.network.policy_obstacle_gate=false to use it")
+        if unexpected and all(k.endswith(".slot_index") for k in unexpected):
+            detail += ("; it was trained with the obstacle gate: set "
+                       "algo.network.policy_obstacle_gate=true to use it")
         raise UserError(f"{source}: checkpoint from another architecture ({detail})")
     for name, module in modules.items():
         prefix = f"{name}."

@@ -123,7 +123,7 @@ class HandFeatures(nn.Module):
             if name not in names:
                 raise UserError(f"network.features {self.mode!r} needs the observation feature "
                                 f"{name!r}, which this dataset does not have (use "
-                                "features: none)")
+                                "features: none with policy_obstacle_gate: false)")
             return names.index(name)
 
         hands = [joint_names[i * ARM_JOINTS:(i + 1) * ARM_JOINTS] for i in range(self.n_hands)]
