@@ -92,14 +92,11 @@ def test_a_killed_recorder_stops_the_recording_and_loses_only_its_last_moments(
     assert proc.returncode == 2, message
     assert message.startswith("mberil record: error: recorder_node was killed by SIGKILL")
     assert f"log: {bag}.logs/recorder_node.log" in message
-    # at most the episode that was running at the kill ended while the nodes were stopped
-    assert total_ended <= len(ended) + 1, "episodes went on after `mberil record` exited"
-    times = sorted(ended.values())
-    per_episode = (times[-1] - times[0]) / (len(times) - 1)
-    remaining = (EPISODES - len(ended)) * per_episode
-    assert exited - killed < remaining / 3, (
-        f"exit {exited - killed:.2f} s after the kill; the {EPISODES - len(ended)} episodes "
-        f"left would have taken {remaining:.1f} s")
+    # at most the episode that was running at the kill ended from the kill until 2 s after the
+    # exit: the sim stopped at once (counted in episodes, several a second at 20x real time,
+    # not in wall-clock time, which a loaded machine stretches)
+    assert total_ended <= len(ended) + 1, (
+        f"episodes went on after the kill (the command exited {exited - killed:.2f} s after it)")
 
     # Every episode that ended 2 s before the kill is read back, as recorded uninterrupted.
     assert cli_main(["convert", str(bag), "-o", str(tmp_path / "ds"), "--no-progress"]) == 0
