@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from algos_tester import TINY_NET, bc_run, tiny_dataset
+from algos_tester import TINY_NET, bc_run, tiny_dataset, warm_start_from
 
 from mberil_ros.algos.common import NetworkConfig
 from mberil_ros.algos.data import DataConfig, OfflineData
@@ -271,7 +271,6 @@ def test_the_obstacle_gate_needs_hand_features():
 def test_a_warm_start_trained_without_the_gate_is_refused_with_the_setting_to_change(tmp_path):
     """The gate is on by default since 2026-12-01; a BC checkpoint from before (no slot
     indices) names the override that makes it usable, and runs as it was trained."""
-    from mberil_ros.algos.offline_mberil import OfflineMBERIL, OfflineMBERILConfig
     from mberil_ros.errors import UserError
 
     assert NetworkConfig().policy_obstacle_gate
@@ -279,12 +278,9 @@ def test_a_warm_start_trained_without_the_gate_is_refused_with_the_setting_to_ch
     old = bc_run(tmp_path, "old", dataset, 2, "algo.data.val_fraction=0.25",
                  "algo.network.policy_obstacle_gate=false", net=TINY_NET)
     assert not PolicyRuntime.load(old).policy.encoder.cfg.obstacle_gate
-    cfg = OfflineMBERILConfig.from_dict({"network": TINY_NET, "init_policy": str(old),
-                                         "data": {"val_fraction": 0.25}})
-    data = OfflineData(dataset, DataConfig(val_fraction=0.25))
     with pytest.raises(UserError, match="without the obstacle gate: set "
                                         "algo.network.policy_obstacle_gate=false"):
-        OfflineMBERIL(cfg, data)
+        warm_start_from(old, dataset)
 
 
 def test_a_gated_policy_round_trips_through_a_checkpoint(tmp_path):

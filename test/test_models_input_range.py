@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from algos_tester import TINY_NET, bc_run, tiny_dataset
+from algos_tester import TINY_NET, bc_run, tiny_dataset, warm_start_from
 
 from mberil_ros.algos.data import DataConfig, OfflineData
 from mberil_ros.models.config import EncoderConfig
@@ -94,14 +94,9 @@ def test_a_warm_start_without_clip_bounds_is_refused_with_the_setting_to_change(
     old = bc_run(tmp_path, "old", dataset, 2, "algo.data.val_fraction=0.25",
                  "algo.network.clip_inputs=false", net=TINY_NET)
     assert not PolicyRuntime.load(old).policy.encoder.cfg.clip_inputs  # runs as it was trained
-    from mberil_ros.algos.offline_mberil import OfflineMBERIL, OfflineMBERILConfig
-
-    cfg = OfflineMBERILConfig.from_dict({"network": TINY_NET, "init_policy": str(old),
-                                         "data": {"val_fraction": 0.25}})
-    data = OfflineData(dataset, DataConfig(val_fraction=0.25))
     with pytest.raises(UserError, match="without input clipping: set "
                                         "algo.network.clip_inputs=false"):
-        OfflineMBERIL(cfg, data)
+        warm_start_from(old, dataset)
 
 
 def test_clip_inputs_must_be_a_boolean(tmp_path):
