@@ -43,12 +43,14 @@ def tiny_data(root: Path, **kw) -> OfflineData:
     return OfflineData(tiny_dataset(root, **kw), DataConfig(val_fraction=0.25, max_seq_len=24))
 
 
-def warm_start_from(checkpoint: Path, dataset: Path):
-    """Offline-MB-ERIL with TINY_NET started from a BC ``checkpoint`` (``algo.init_policy``),
-    built on ``dataset`` with a quarter held out: where a warm start is refused, it is here."""
+def warm_start_from(checkpoint: Path, dataset: Path, **network):
+    """Offline-MB-ERIL with TINY_NET (and ``network`` settings) started from a BC
+    ``checkpoint`` (``algo.init_policy``), built on ``dataset`` with a quarter held out: where
+    a warm start is refused, it is here."""
     from mberil_ros.algos.offline_mberil import OfflineMBERIL, OfflineMBERILConfig
 
-    cfg = OfflineMBERILConfig.from_dict({"network": TINY_NET, "init_policy": str(checkpoint),
+    cfg = OfflineMBERILConfig.from_dict({"network": {**TINY_NET, **network},
+                                         "init_policy": str(checkpoint),
                                          "data": {"val_fraction": 0.25}})
     return OfflineMBERIL(cfg, OfflineData(dataset, DataConfig(val_fraction=0.25)))
 

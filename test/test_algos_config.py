@@ -54,7 +54,8 @@ def test_unknown_config_field_is_named(cls):
 
 @pytest.mark.parametrize("field,value", [("horizon", 101), ("alpha", 1.0), ("baseline", "ema"),
                                          ("discriminator", "deep"), ("beta_pi", 0.0),
-                                         ("ensemble_size", 0)])
+                                         ("ensemble_size", 0), ("logit_uniform_mix", 1.0),
+                                         ("logit_uniform_mix", -0.1)])
 def test_bad_values_name_the_field(field, value):
     with pytest.raises(ValueError, match=f"OfflineMBERILConfig.{field}"):
         OfflineMBERILConfig.from_dict({field: value})

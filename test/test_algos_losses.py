@@ -131,3 +131,39 @@ def test_each_step_trains_only_its_own_networks(data, discriminator, backbone):
         # frozen modules are unfrozen again afterwards (baselines stay frozen)
         assert all(p.requires_grad for p in algo.disc.parameters())
         assert not any(p.requires_grad for p in algo.policy_base.parameters())
+
+
+def test_the_uniform_mixture_bounds_a_density_from_below_and_keeps_its_mode():
+    log_p = torch.tensor([5.0, -3.0, -1e4])  # at a sharp mode, nearby, far off its support
+    eps, d = 1e-3, 6
+    mixed = L.mix_uniform(log_p, eps, d)
+    floor = math.log(eps) - d * math.log(2.0)
+    want = torch.log((1 - eps) * torch.exp(log_p.double()) + eps * 2.0 ** -d).float()
+    torch.testing.assert_close(mixed, want)
+    assert mixed.min() >= floor - 1e-6 and mixed[2] == pytest.approx(floor, abs=1e-6)
+    assert mixed[0] == pytest.approx(5.0 + math.log1p(-eps), abs=1e-4)
+    assert torch.equal(L.mix_uniform(log_p, 0.0, d), log_p)
+
+
+def test_the_policy_logit_reads_the_mixed_densities(data):
+    cfg = OfflineMBERILConfig.from_dict({
+        "network": {**TINY_NET, "backbone": "mlp"}, "baseline": "mle",
+        "logit_uniform_mix": 0.01, "bc_warmstart_steps": 0, "model_warmstart_steps": 0,
+        "batch_size": 4, "rollout_batch": 4, "ensemble_size": 2, "horizon": 2})
+    algo = OfflineMBERIL(cfg, data, "cpu", 0)
+    b = data.sample("suboptimal", 4, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        for p in algo.policy.parameters():  # pi and b apart, as after a few policy steps
+            p.add_(0.05)
+        lat = algo.disc.encoder(b.obs, b.prev_act)
+        log_pi = algo.policy.log_prob(b.obs, b.prev_act, b.act)
+        log_b = algo._log_b(b.obs, b.prev_act, b.act)
+        d = b.act.shape[-1]
+        want = L.structured_policy_logit(
+            algo.disc.Q(lat, b.act), algo.disc.V(lat), L.mix_uniform(log_b, 0.01, d),
+            L.mix_uniform(log_pi, 0.01, d), cfg.beta_pi, cfg.eta_pi)
+        got = algo._policy_logit(b.obs, b.prev_act, b.act)
+        torch.testing.assert_close(got, want)
+        algo.cfg.logit_uniform_mix = 0.0
+        plain = algo._policy_logit(b.obs, b.prev_act, b.act)
+        assert not torch.allclose(plain, got)

@@ -47,6 +47,15 @@ def test_nll_of_a_checkpoint_on_a_test_set_uses_its_own_normalization(setup, mon
     assert all(np.isfinite(v) for v in nll.values())
 
 
+def test_past_the_warm_start_it_also_reports_the_actor_signal(setup):
+    root, checkpoint, ds, test = setup
+    adversarial = checkpoint_nll(checkpoint, test)  # step 40: 10 adversarial iterations
+    for key in ("actor/q_align", "actor/q_align_top", "actor/gap_top", "actor/q_shift"):
+        assert np.isfinite(adversarial[key]), key
+    warm = checkpoint_nll(checkpoint.parent / "warmstart", test)  # no discriminator step yet
+    assert not any(k.startswith("actor/") for k in warm)
+
+
 def test_a_trained_checkpoint_fits_better_than_its_scrambled_copy(setup, tmp_path):
     root, checkpoint, ds, test = setup
     trained = checkpoint_nll(checkpoint, ds)

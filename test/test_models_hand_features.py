@@ -10,6 +10,7 @@ from algos_tester import TINY_NET, bc_run, tiny_dataset, warm_start_from
 
 from mberil_ros.algos.common import NetworkConfig
 from mberil_ros.algos.data import DataConfig, OfflineData
+from mberil_ros.errors import UserError
 from mberil_ros.models.config import EncoderConfig
 from mberil_ros.models.encoder import SequenceEncoder
 from mberil_ros.models.hand_features import PATH_FAR, PATH_NEAR
@@ -271,8 +272,6 @@ def test_the_obstacle_gate_needs_hand_features():
 def test_a_warm_start_trained_without_the_gate_is_refused_with_the_setting_to_change(tmp_path):
     """The gate is on by default since 2026-12-01; a BC checkpoint from before (no slot
     indices) names the override that makes it usable, and runs as it was trained."""
-    from mberil_ros.errors import UserError
-
     assert NetworkConfig().policy_obstacle_gate
     dataset = tiny_dataset(tmp_path, expert=6, suboptimal=0)
     old = bc_run(tmp_path, "old", dataset, 2, "algo.data.val_fraction=0.25",
@@ -281,6 +280,15 @@ def test_a_warm_start_trained_without_the_gate_is_refused_with_the_setting_to_ch
     with pytest.raises(UserError, match="without the obstacle gate: set "
                                         "algo.network.policy_obstacle_gate=false"):
         warm_start_from(old, dataset)
+
+
+def test_a_gated_warm_start_in_an_ungated_config_is_refused_with_the_setting(tmp_path):
+    dataset = tiny_dataset(tmp_path, expert=6, suboptimal=0)
+    gated = bc_run(tmp_path, "gated", dataset, 2, "algo.data.val_fraction=0.25",
+                   "algo.network.policy_obstacle_gate=true", net=TINY_NET)
+    with pytest.raises(UserError, match="with the obstacle gate: set "
+                                        "algo.network.policy_obstacle_gate=true"):
+        warm_start_from(gated, dataset, policy_obstacle_gate=False)
 
 
 def test_a_gated_policy_round_trips_through_a_checkpoint(tmp_path):

@@ -11,6 +11,7 @@ and Policy" (RA-L 2022) and its offline variant (2023 report); R. Kiryo et al.,
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -74,6 +75,15 @@ class PUDiscriminatorLoss:
         corrected = bool(r_n.detach() < 0)
         loss = -r_n if corrected else risk
         return PUResult(loss, risk.detach(), r_n.detach(), corrected)
+
+
+def mix_uniform(log_density: torch.Tensor, eps: float, dim: int) -> torch.Tensor:
+    """ln((1 - eps) p(u) + eps U(u)) from ln p(u), U uniform on (-1, 1)^dim: a density that
+    no action in the box takes below ln eps - dim ln 2 (eps = 0: ln p unchanged)."""
+    if eps <= 0.0:
+        return log_density
+    floor = torch.full_like(log_density, math.log(eps) - dim * math.log(2.0))
+    return torch.logaddexp(log_density + math.log1p(-eps), floor)
 
 
 def structured_policy_logit(q: torch.Tensor, v: torch.Tensor, log_b: torch.Tensor,

@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from mberil_ros.algos import losses as L
+from mberil_ros.algos.actor_signal import actor_signal
 from mberil_ros.algos.base import no_grad_sync
 from mberil_ros.algos.bc import (
     bc_loss,
@@ -97,6 +98,11 @@ class OfflineMBERILConfig:
     baseline_log_std_min: float | None = None  # floor on ln sigma of b in the policy's KL
     #   term (null: b as it is). A BC-sharp b (sigma ~e^-4.5) pins the policy's mean to its
     #   own; a floor turns that pin into a regularizer (docs/learning.md)
+    logit_uniform_mix: float = 0.0  # eps: the policy discriminator's logit reads ln pi and
+    #   ln b as densities of (1 - eps) pi + eps U(-1, 1)^d (ours; 0 = the paper's). A BC-sharp
+    #   pi gives off-support actions (sub-optimal data) ln pi ~ -1e4, so a lagging b leaves
+    #   logits of thousands that Q cannot move and that saturate the PU loss; the mixture
+    #   bounds them near ln eps (docs/learning.md)
     horizon: int = 5  # H, model rollout length in control ticks (1..100; 50 Hz: 10 = 0.2 s)
     lambda_nll: float = 1.0  # [lambda_NLL] weight of the real-data NLL anchor in L_model
     bc_mse_weight: float = 100.0  # BC's squared-error term (BCConfig.mse_weight) in the warm
@@ -152,6 +158,8 @@ class OfflineMBERILConfig:
                 bad(f, "> 0")
         if not 0.0 <= self.gamma <= 1.0:
             bad("gamma", "in [0, 1]")
+        if not 0.0 <= self.logit_uniform_mix < 1.0:
+            bad("logit_uniform_mix", "in [0, 1)")
         if not 0.0 < self.polyak_tau <= 1.0:
             bad("polyak_tau", "in (0, 1]")
         if not (isinstance(self.horizon, int) and 1 <= self.horizon <= 100):
@@ -324,7 +332,24 @@ class OfflineMBERIL:
         names = self.data.state_names
         for d, v in zip(self.model.dims, per_dim.tolist(), strict=True):
             out[f"nll_m_dim/{names[d]}"] = -v / steps
+        if self.fifo.count:  # rollouts ran, so the discriminator has trained: measure it
+            out.update(self.actor_signal())
         return out
+
+    def actor_signal(self) -> dict[str, float]:
+        """Direction and reach of the discriminator's push on the policy, over the held-out
+        expert episodes (algos/actor_signal.py)."""
+        return actor_signal(
+            self.policy, self._actor_score, self.data.batches("expert", self.cfg.eval_batch),
+            self.device, self.cfg.eta_pi, self.policy_base, self.cfg.baseline_log_std_min)
+
+    def _actor_score(self, b: Batch, u: torch.Tensor) -> torch.Tensor:
+        """What the actor maximizes besides its entropy terms: Q (structured) or f_pi."""
+        with torch.no_grad():
+            lat = self.disc.encoder(b.obs, b.prev_act)
+        if self.cfg.discriminator == "structured":
+            return self.disc.Q(lat, u)
+        return self.disc.f_pi(lat, u)
 
     # ---- warm start ------------------------------------------------------------------------------
     def _step(self, name: str, module: nn.Module, loss: torch.Tensor, out: dict[str, float]
@@ -472,6 +497,9 @@ class OfflineMBERIL:
             if log_pi is None:
                 log_pi = self.policy.log_prob(obs, prev, u)
             log_b = self._log_b(obs, prev, u)
+            eps = self.cfg.logit_uniform_mix
+            log_pi, log_b = L.mix_uniform(log_pi, eps, u.shape[-1]), L.mix_uniform(
+                log_b, eps, u.shape[-1])
         return L.structured_policy_logit(self.disc.Q(lat, u), self.disc.V(lat), log_b, log_pi,
                                          self.cfg.beta_pi, self.cfg.eta_pi)
 

@@ -48,7 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--nll", action="append", default=[], metavar="DATASET",
                         help="also the checkpoint's offline NLL_pi / NLL_m on every episode "
                         "of DATASET (e.g. expert demonstrations of a held-out suite; "
-                        "repeatable)")
+                        "repeatable); past an Offline-MB-ERIL warm start also the actor "
+                        "signal (actor/*, docs/algorithm.md)")
     parser.add_argument("--baselines", action="store_true",
                         help="also run the scripted expert and a hold-still policy")
     parser.add_argument("--hold", action="store_true",
@@ -103,7 +104,9 @@ def run(args: argparse.Namespace) -> int:
         for dataset in args.nll:
             nll = checkpoint_nll(specs[0], dataset)
             report["offline_nll"][dataset] = nll
-            shown = ", ".join(f"{k} {nll[k]:.3f}" for k in ("nll_pi", "nll_m") if k in nll)
+            shown = ", ".join(f"{k} {nll[k]:{'.3f' if k.startswith('nll') else '.2g'}}" for k in (
+                "nll_pi", "nll_m", "actor/q_align", "actor/q_align_top", "actor/gap_top",
+                "actor/q_shift_top") if k in nll)
             print(f"offline NLL on {dataset}: {shown}")
     if layouts:
         report["layouts"] = str(layouts)

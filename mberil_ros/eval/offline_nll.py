@@ -5,7 +5,9 @@
 The dataset is read with the checkpoint's own normalization (normalization.json), never
 refitted, and every episode is evaluated: NLL_pi on the expert episodes (as in training's
 held-out evaluation) and, for Offline-MB-ERIL, NLL_m of the dynamics model over the dims it
-predicts (joint positions and velocities), in total and per dim. Lower is better; it is a
+predicts (joint positions and velocities), in total and per dim, and past the warm start
+the actor signal (`algos/actor_signal.py`: does the discriminator push the policy towards
+the expert on these episodes, and how far can it move it). Lower NLL is better; it is a
 measure of fit, not of success (that is `mberil eval`'s closed loop).
 """
 
@@ -54,4 +56,16 @@ def checkpoint_nll(checkpoint: str | Path, dataset: str | Path) -> dict[str, flo
         raise UserError(f"{dataset}: {exc}") from None
     ckpt.load_modules(algo.modules(), ckpt.load_weights(folder), folder)
     with torch.no_grad():
-        return algo.evaluate()
+        out = algo.evaluate()
+    if hasattr(algo, "actor_signal") and _adversarial(folder):
+        out.update(algo.actor_signal())
+    return out
+
+
+def _adversarial(folder: Path) -> bool:
+    """Saved after at least one adversarial iteration (its discriminator has trained)?"""
+    if not (folder / ckpt.TRAINING_STATE).is_file():
+        return False
+    state = ckpt.load_training_state(folder)
+    warm = state.get("warm_step")
+    return warm is not None and int(state["step"]) > int(warm)
