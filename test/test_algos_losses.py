@@ -167,3 +167,28 @@ def test_the_policy_logit_reads_the_mixed_densities(data):
         algo.cfg.logit_uniform_mix = 0.0
         plain = algo._policy_logit(b.obs, b.prev_act, b.act)
         assert not torch.allclose(plain, got)
+
+
+def test_real_negatives_add_pis_actions_on_the_expert_states(data):
+    cfg = OfflineMBERILConfig.from_dict({
+        "network": {**TINY_NET, "backbone": "mlp"}, "bc_warmstart_steps": 0,
+        "model_warmstart_steps": 0, "batch_size": 4, "rollout_batch": 4, "ensemble_size": 2,
+        "horizon": 2, "fifo_size": 8})
+    sizes = {}
+    for flag in (False, True):
+        cfg.disc_real_negatives = flag
+        algo = OfflineMBERIL(cfg, data, "cpu", 0)
+        algo.rollout()
+        seen = {}
+        pu = algo.pu
+
+        def spy(z_e, z_s, z_g, pu=pu, seen=seen):
+            seen.update(e=z_e.numel(), g=z_g.numel())
+            return pu(z_e, z_s, z_g)
+
+        algo.pu = spy
+        algo.discriminator_step()
+        sizes[flag] = seen
+    # the same draws: the extra generated samples are one per valid expert step
+    assert sizes[True]["e"] == sizes[False]["e"]
+    assert sizes[True]["g"] == sizes[False]["g"] + sizes[True]["e"]

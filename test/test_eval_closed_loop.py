@@ -130,11 +130,36 @@ def test_mberil_eval_command_writes_a_report(run_dir, tmp_path, capsys):
     assert report["results"][0]["summary"]["episodes"] == 2
 
 
+def test_mberil_eval_pairs_several_checkpoints_on_the_same_layouts(run_dir, tmp_path, capsys):
+    """warmstart against last and the hold-still policy, episode by episode; the counts are
+    those of the episodes in the same report."""
+    out = tmp_path / "p.json"
+    warm = run_dir / "checkpoints" / "warmstart"
+    assert main(["eval", str(warm), str(run_dir), "hold", "--suite", "train", "--episodes",
+                 "3", "--workers", "1", "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "paired with " + str(warm) in text and "gained" in text
+    report = json.loads(out.read_text())
+    success = {(r["controller"], r["suite"]): {e["seed"]: e["success"] for e in r["episodes"]}
+               for r in report["results"]}
+    assert len(success) == 3  # no duplicate run of hold
+    base = success[str(warm.resolve()), "train"]
+    for p in report["paired"]:
+        other = success[p["controller"], p["suite"]]
+        assert p["gained"] == sum(other[s] and not base[s] for s in base)
+        assert p["lost"] == sum(base[s] and not other[s] for s in base)
+    hold = next(p for p in report["paired"] if p["controller"] == "hold")
+    assert hold["success"] == 0.0 and hold["gained"] == 0
+
+
 def test_mberil_eval_bad_input_is_one_line(tmp_path, capsys):
     assert main(["eval", str(tmp_path), "--episodes", "2"]) == 2
     assert main(["eval", "expert", "--suite", "nope"]) == 2
+    assert main(["eval", "expert", "expert"]) == 2
+    assert main(["eval", "expert", "hold", "--nll", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 2 and "no complete checkpoint" in err[0] and "unknown suite" in err[1]
+    assert len(err) == 4 and "no complete checkpoint" in err[0] and "unknown suite" in err[1]
+    assert "given twice" in err[2] and "--nll needs one checkpoint" in err[3]
 
 
 def test_mberil_eval_runs_a_users_layouts(tmp_path, capsys):
@@ -170,3 +195,19 @@ def test_mberil_eval_hold_adds_held_and_settled_distance(tmp_path, capsys):
     assert "settled_dist_m" in capsys.readouterr().out
     summary = json.loads(out.read_text())["results"][0]["summary"]
     assert summary["held"] == 1.0 and summary["settled_distance"] < 0.01
+
+
+def test_the_sign_test_on_discordant_episodes():
+    from mberil_ros.eval.paired import paired, sign_test_p
+
+    assert sign_test_p(0, 0) == 1.0 and sign_test_p(1, 1) == 1.0
+    assert sign_test_p(1, 2) == 1.0  # one layout up, two down: nothing to tell
+    assert sign_test_p(0, 6) == pytest.approx(2 / 64)  # six of six one way
+    assert sign_test_p(8, 1) == pytest.approx(2 * 10 / 512)
+    base = [{"seed": s, "success": s % 2 == 0} for s in range(6)]
+    other = [{"seed": s, "success": s < 4} for s in reversed(range(6))]  # order is irrelevant
+    got = paired(base, other)
+    assert (got["gained"], got["lost"], got["episodes"]) == (2, 1, 6)
+    assert got["success_base"] == pytest.approx(0.5) and got["success"] == pytest.approx(4 / 6)
+    with pytest.raises(ValueError, match="same layouts"):
+        paired(base, other[:-1])

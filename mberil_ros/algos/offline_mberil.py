@@ -103,6 +103,9 @@ class OfflineMBERILConfig:
     #   pi gives off-support actions (sub-optimal data) ln pi ~ -1e4, so a lagging b leaves
     #   logits of thousands that Q cannot move and that saturate the PU loss; the mixture
     #   bounds them near ln eps (docs/learning.md)
+    disc_real_negatives: bool = False  # the policy discriminator's generated samples also
+    #   include pi's own actions on the expert batch's states (ours): Q then has to rank the
+    #   expert's action above pi's on the same state (docs/learning.md)
     horizon: int = 5  # H, model rollout length in control ticks (1..100; 50 Hz: 10 = 0.2 s)
     lambda_nll: float = 1.0  # [lambda_NLL] weight of the real-data NLL anchor in L_model
     bc_mse_weight: float = 100.0  # BC's squared-error term (BCConfig.mse_weight) in the warm
@@ -558,6 +561,12 @@ class OfflineMBERIL:
             u_g, _ = tanh_gaussian_sample(mu_g, ls_g, self.gen)
             log_pi_g = self.policy.log_prob_from_params(mu_g, ls_g, u_g)
         z_g = self._policy_logit(g_obs, g_prev, u_g, log_pi_g)[g_mask]
+        if c.disc_real_negatives:  # pi's own actions on the positives' states
+            with torch.no_grad():
+                mu_r, ls_r = self.policy(e.obs, e.prev_act)
+                u_r, _ = tanh_gaussian_sample(mu_r, ls_r, self.gen)
+                log_pi_r = self.policy.log_prob_from_params(mu_r, ls_r, u_r)
+            z_g = torch.cat([z_g, self._policy_logit(e.obs, e.prev_act, u_r, log_pi_r)[e.mask]])
         pu = self.pu(z_e, z_s, z_g)
 
         # model discriminator: real transitions of D_E u D_S vs counterfactual y^ ~ p

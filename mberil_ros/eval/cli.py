@@ -30,8 +30,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "  mberil eval expert --suite heldout_obstacles --episodes 50\n"
         "  mberil eval runs/RUN --layouts my_scenes.yaml --baselines\n"
         "  mberil eval runs/RUN --suite train --episodes 40 --seed 1000000 --hold  "
-        "# holds the target?")
-    parser.add_argument("checkpoint", help="checkpoint folder, run folder, 'expert' or 'hold'")
+        "# holds the target?\n"
+        "  mberil eval runs/RUN/checkpoints/warmstart runs/RUN/checkpoints/best --suite all  "
+        "# paired")
+    parser.add_argument("checkpoints", nargs="+", metavar="checkpoint",
+                        help="checkpoint folder, run folder, 'expert' or 'hold'; with two or "
+                        "more, each is also compared with the first on the same layouts, "
+                        "episode by episode (gained / lost, exact sign test)")
     parser.add_argument("--suite", action="append", metavar="NAME",
                         help="task suite (repeatable; default train; 'all': train, "
                              "heldout_init, heldout_obstacles; shift_fit / shift_check / "
@@ -84,20 +89,30 @@ def run(args: argparse.Namespace) -> int:
 
         suites = suite_names(args.suite, ["train"])
         seeds = [EVAL_SEED_BASE + args.seed + i for i in range(args.episodes)]
-    specs = [args.checkpoint] + (list(BASELINES) if args.baselines else [])
-    if args.checkpoint not in BASELINES:
-        from mberil_ros.algos.checkpoint import resolve
+    if len(set(args.checkpoints)) < len(args.checkpoints):
+        raise UserError("a checkpoint is given twice: " + ", ".join(args.checkpoints))
+    several = len(args.checkpoints) > 1
+    labels: dict[str, str] = {}  # spec -> name in the tables
+    for arg in args.checkpoints:
+        spec = arg
+        if arg not in BASELINES:
+            from mberil_ros.algos.checkpoint import resolve
+            from mberil_ros.eval.closed_loop import RuntimeController
+            from mberil_ros.sim.task import ReachingTask
 
-        specs[0] = str(resolve(Path(args.checkpoint)))  # one clear error before any worker
-        from mberil_ros.eval.closed_loop import RuntimeController
-        from mberil_ros.sim.task import ReachingTask
-
-        print(RuntimeController.load(specs[0], ReachingTask("train", args.arm)).runtime.summary)
+            spec = str(resolve(Path(arg)))  # one clear error before any worker
+            rt = RuntimeController.load(spec, ReachingTask("train", args.arm)).runtime
+            print((f"{arg}: " if several else "") + rt.summary)
+        labels[spec] = arg if several or arg in BASELINES else "policy"
+    if len(labels) < len(args.checkpoints):
+        raise UserError("two arguments name the same checkpoint: " + ", ".join(args.checkpoints))
+    specs = list(labels) + [b for b in BASELINES if args.baselines and b not in labels]
+    labels.update({b: b for b in BASELINES if b not in labels})
     keep = 3 if args.plot else 0
     report: dict = {"seeds": [seeds[0], seeds[-1]], "arm": args.arm, "results": []}
     if args.nll:  # first: a bad dataset fails before any episode runs
-        if args.checkpoint in BASELINES:
-            raise UserError(f"--nll needs a checkpoint, not {args.checkpoint!r}")
+        if several or args.checkpoints[0] in BASELINES:
+            raise UserError(f"--nll needs one checkpoint, got {' '.join(args.checkpoints)}")
         from mberil_ros.eval.offline_nll import checkpoint_nll
 
         report["offline_nll"] = {}
@@ -111,22 +126,26 @@ def run(args: argparse.Namespace) -> int:
     if layouts:
         report["layouts"] = str(layouts)
     rows = []
+    episodes_of: dict[tuple[str, str], list[dict]] = {}
     with tqdm(total=len(specs) * len(suites) * len(seeds), desc="episodes", unit="ep",
               ncols=90) as bar, Evaluator(args.workers or os.cpu_count()) as evaluator:
-        for spec in dict.fromkeys(specs):
+        for spec in specs:
             for suite in suites:
                 results = evaluator.run(spec, suite, seeds, arm=args.arm, keep_paths=keep,
                                         progress=bar.update, layouts=layouts,
                                         hold=args.hold)
                 summary = summarize(results)
-                rows.append((spec if spec in BASELINES else "policy", suite, summary))
+                rows.append((labels[spec], suite, summary))
+                episodes_of[spec, suite] = [r.__dict__ for r in results]
                 report["results"].append({"controller": spec, "suite": suite,
                                           "summary": summary,
-                                          "episodes": [r.__dict__ for r in results]})
+                                          "episodes": episodes_of[spec, suite]})
                 if args.plot:
-                    _plot(Path(args.plot), spec, suite, args.arm, results[:keep],
+                    _plot(Path(args.plot), labels[spec], suite, args.arm, results[:keep],
                           episodes if layouts else None)
     print(format_table(rows))
+    if several:
+        report["paired"] = _paired(specs[:len(args.checkpoints)], suites, episodes_of, labels)
     if args.json:
         from mberil_ros.paths import write_text_atomic
 
@@ -150,7 +169,28 @@ def format_table(rows: list[tuple[str, str, dict]]) -> str:
     return text_table(header, body)
 
 
-def _plot(folder: Path, spec: str, suite: str, arm: str, results: list,
+def _paired(specs: list[str], suites: list[str], episodes_of: dict[tuple[str, str], list[dict]],
+            labels: dict[str, str]) -> list[dict]:
+    """Each checkpoint after the first against the first, suite by suite: printed, and
+    returned for the JSON report."""
+    from mberil_ros.eval.paired import paired
+
+    out, body = [], []
+    for spec in specs[1:]:
+        for suite in suites:
+            p = paired(episodes_of[specs[0], suite], episodes_of[spec, suite])
+            out.append({"base": specs[0], "controller": spec, "suite": suite, **p})
+            body.append([labels[spec], suite, str(p["episodes"]), f"{p['success_base']:.2f}",
+                         f"{p['success']:.2f}", str(p["gained"]), str(p["lost"]),
+                         f"{p['p']:.2f}"])
+    print(f"\npaired with {labels[specs[0]]} (same layouts; p: exact sign test on the "
+          "episodes that differ)")
+    print(text_table(["controller", "suite", "episodes", "base", "success", "gained", "lost",
+                      "p"], body))
+    return out
+
+
+def _plot(folder: Path, name: str, suite: str, arm: str, results: list,
           layouts: list | None = None) -> None:
     import numpy as np
 
@@ -159,7 +199,7 @@ def _plot(folder: Path, spec: str, suite: str, arm: str, results: list,
 
     folder.mkdir(parents=True, exist_ok=True)
     task = ReachingTask("train" if layouts else suite, arm)
-    name = spec if spec in BASELINES else "policy"
+    name = name.strip("/").replace("/", "_")
     for r in results:
         task.reset(seed=r.seed, layout=layouts[r.seed] if layouts else None)
         hand = task.obs_layout.hands[0]
