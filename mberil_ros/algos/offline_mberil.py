@@ -500,9 +500,8 @@ class OfflineMBERIL:
             if log_pi is None:
                 log_pi = self.policy.log_prob(obs, prev, u)
             log_b = self._log_b(obs, prev, u)
-            eps = self.cfg.logit_uniform_mix
-            log_pi, log_b = L.mix_uniform(log_pi, eps, u.shape[-1]), L.mix_uniform(
-                log_b, eps, u.shape[-1])
+            eps, d = self.cfg.logit_uniform_mix, u.shape[-1]
+            log_pi, log_b = L.mix_uniform(log_pi, eps, d), L.mix_uniform(log_b, eps, d)
         return L.structured_policy_logit(self.disc.Q(lat, u), self.disc.V(lat), log_b, log_pi,
                                          self.cfg.beta_pi, self.cfg.eta_pi)
 

@@ -89,8 +89,6 @@ def run(args: argparse.Namespace) -> int:
 
         suites = suite_names(args.suite, ["train"])
         seeds = [EVAL_SEED_BASE + args.seed + i for i in range(args.episodes)]
-    if len(set(args.checkpoints)) < len(args.checkpoints):
-        raise UserError("a checkpoint is given twice: " + ", ".join(args.checkpoints))
     several = len(args.checkpoints) > 1
     labels: dict[str, str] = {}  # spec -> name in the tables
     for arg in args.checkpoints:
@@ -104,8 +102,8 @@ def run(args: argparse.Namespace) -> int:
             rt = RuntimeController.load(spec, ReachingTask("train", args.arm)).runtime
             print((f"{arg}: " if several else "") + rt.summary)
         labels[spec] = arg if several or arg in BASELINES else "policy"
-    if len(labels) < len(args.checkpoints):
-        raise UserError("two arguments name the same checkpoint: " + ", ".join(args.checkpoints))
+    if len(labels) < len(args.checkpoints):  # e.g. a run folder and its best checkpoint
+        raise UserError("a checkpoint is given twice: " + ", ".join(args.checkpoints))
     specs = list(labels) + [b for b in BASELINES if args.baselines and b not in labels]
     labels.update({b: b for b in BASELINES if b not in labels})
     keep = 3 if args.plot else 0
