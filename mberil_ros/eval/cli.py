@@ -109,8 +109,10 @@ def run(args: argparse.Namespace) -> int:
     keep = 3 if args.plot else 0
     report: dict = {"seeds": [seeds[0], seeds[-1]], "arm": args.arm, "results": []}
     if args.nll:  # first: a bad dataset fails before any episode runs
-        if several or args.checkpoints[0] in BASELINES:
-            raise UserError(f"--nll needs one checkpoint, got {' '.join(args.checkpoints)}")
+        if several:
+            raise UserError(f"--nll takes one checkpoint, got {len(args.checkpoints)}")
+        if args.checkpoints[0] in BASELINES:
+            raise UserError(f"--nll needs a checkpoint, not {args.checkpoints[0]!r}")
         from mberil_ros.eval.offline_nll import checkpoint_nll
 
         report["offline_nll"] = {}
