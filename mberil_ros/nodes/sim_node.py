@@ -219,6 +219,7 @@ class SimNode(Node):
                              "seed": seed, "time": self.sim_time(),
                              "layout": episode_to_dict(self.task.episode)}
         self._publish_task()
+        self._wait_for_state_readers()
         # The first state (and its /clock) before the start marker: a recorder stamping with
         # the sim time messages were sent at (data/sim_time_stamps.py) then files the marker
         # at the episode's first tick, not at the idle tick before the reset, whose state
@@ -227,6 +228,25 @@ class SimNode(Node):
         self._publish_state()
         self._publish_marker("start")
         return self.episode_info
+
+    def _wait_for_state_readers(self, timeout: float = 2.0) -> None:
+        """Until this node's state and clock publishers have matched every reader the graph
+        knows of. The graph shows a reader (what the demonstrator waits for) before DDS has
+        matched it with this publisher; a first state published in between is lost to it,
+        and a recorder that subscribed a moment ago then misses the episode's first frame
+        on a loaded machine. DDS matches on its own threads, so polling here needs no spin;
+        a reader that never matches (a process that just exited) costs ``timeout`` once."""
+        deadline = time.monotonic() + timeout
+        for pub in (self.joint_pub, self.clock_pub):
+            topic = pub.topic_name
+            while pub.get_subscription_count() < len(self.get_subscriptions_info_by_topic(topic)):
+                if time.monotonic() > deadline:
+                    self.get_logger().warning(
+                        f"{topic}: {pub.get_subscription_count()} of "
+                        f"{len(self.get_subscriptions_info_by_topic(topic))} readers matched "
+                        f"after {timeout:.0f} s; publishing the episode's first state anyway")
+                    return
+                time.sleep(0.002)
 
     def _task_for(self, suite: str) -> ReachingTask:
         task = ReachingTask(suite=suite, arm=self.task.arm)
