@@ -217,3 +217,49 @@ def test_a_layout_the_arm_cannot_run_stops_the_node_with_one_line(tmp_path):
     errors = [line for line in log.read_text().splitlines() if "error" in line]
     assert errors == [f"sim_node: error: {layouts}: layouts[0].obstacles[0]: overlaps the arm "
                       f"at its start pose"]
+
+
+def test_an_episode_waits_for_unmatched_state_readers_and_never_twice_for_the_same(monkeypatch):
+    """The graph lists a reader before DDS matches it with the sim's publisher; the first
+    state waits for it. A reader that never matches is waited for once, not every episode."""
+    from types import SimpleNamespace
+
+    from mberil_ros.nodes import spinning
+    from mberil_ros.nodes.sim_node import SimNode
+
+    class Pub:
+        def __init__(self, topic: str, matched: int) -> None:
+            self.topic_name, self.matched = topic, matched
+
+        def get_subscription_count(self) -> int:
+            return self.matched
+
+    class Node:
+        _readers = SimNode._readers
+        wait = SimNode._wait_for_state_readers
+
+        def __init__(self) -> None:
+            self.joint_pub, self.clock_pub = Pub("/joint_states", 1), Pub("/clock", 2)
+            self.graph = {"/joint_states": 2, "/clock": 2}
+            self._unmatched_readers, self.warnings = {}, []
+
+        def get_subscriptions_info_by_topic(self, topic: str) -> list:
+            return [None] * self.graph[topic]
+
+        def get_logger(self):
+            return SimpleNamespace(warning=self.warnings.append)
+
+    waited = []
+    monkeypatch.setattr(spinning, "wait_until",
+                        lambda condition, timeout, period=0.01: waited.append(1) or condition())
+    n = Node()
+    n.wait()  # /joint_states: 1 of 2 matched -> waited in vain, warned
+    assert len(waited) == 2 and len(n.warnings) == 1 and "/joint_states" in n.warnings[0]
+    n.wait()  # the same unmatched reader: only /clock is checked
+    assert len(waited) == 3 and len(n.warnings) == 1
+    n.graph["/joint_states"] = 3  # a new reader appears: wait again
+    n.wait()
+    assert len(waited) == 5 and len(n.warnings) == 2
+    n.joint_pub.matched = 3  # matched late: the reader count is the one given up on, so
+    n.wait()  # only /clock is checked, and nothing is warned
+    assert len(waited) == 6 and len(n.warnings) == 2

@@ -150,6 +150,7 @@ class SimNode(Node):
         self.add_on_set_parameters_callback(self._check_parameters)
 
         self.episode_index = -1
+        self._unmatched_readers: dict[str, int] = {}  # topic -> readers waited for in vain
         # MuJoCo's clock restarts at every reset; ROS time must never go backwards.
         self.time_offset = 0.0
         self.episode_running = False
@@ -234,19 +235,22 @@ class SimNode(Node):
         knows of. The graph shows a reader (what the demonstrator waits for) before DDS has
         matched it with this publisher; a first state published in between is lost to it,
         and a recorder that subscribed a moment ago then misses the episode's first frame
-        on a loaded machine. DDS matches on its own threads, so polling here needs no spin;
-        a reader that never matches (a process that just exited) costs ``timeout`` once."""
-        deadline = time.monotonic() + timeout
+        on a loaded machine. DDS matches on its own threads, so polling needs no spin. A
+        reader that never matches (incompatible QoS) costs ``timeout`` once: the same
+        readers are not waited for again."""
         for pub in (self.joint_pub, self.clock_pub):
-            topic = pub.topic_name
-            while pub.get_subscription_count() < len(self.get_subscriptions_info_by_topic(topic)):
-                if time.monotonic() > deadline:
-                    self.get_logger().warning(
-                        f"{topic}: {pub.get_subscription_count()} of "
-                        f"{len(self.get_subscriptions_info_by_topic(topic))} readers matched "
-                        f"after {timeout:.0f} s; publishing the episode's first state anyway")
-                    return
-                time.sleep(0.002)
+            if self._unmatched_readers.get(pub.topic_name) == self._readers(pub):
+                continue
+            if not spinning.wait_until(lambda p=pub: p.get_subscription_count() >= self._readers(p),
+                                       timeout, period=0.002):
+                self._unmatched_readers[pub.topic_name] = self._readers(pub)
+                self.get_logger().warning(
+                    f"{pub.topic_name}: {pub.get_subscription_count()} of {self._readers(pub)} "
+                    f"readers matched after {timeout:.0f} s; publishing the episode's first "
+                    "state anyway")
+
+    def _readers(self, pub) -> int:  # noqa: ANN001 - an rclpy Publisher
+        return len(self.get_subscriptions_info_by_topic(pub.topic_name))
 
     def _task_for(self, suite: str) -> ReachingTask:
         task = ReachingTask(suite=suite, arm=self.task.arm)
