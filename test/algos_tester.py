@@ -38,6 +38,18 @@ def bc_run(out: Path, name: str, dataset: Path, steps: int, *overrides: str,
     return out / name
 
 
+def tiny_mberil_config(backbone: str = "mlp", **settings):
+    """Offline-MB-ERIL small enough for unit tests: TINY_NET, batches of 4 episodes, a
+    two-member ensemble, 2-tick rollouts, one warm-start step of each kind; ``settings``
+    replace any of these or set other fields."""
+    from mberil_ros.algos.offline_mberil import OfflineMBERILConfig
+
+    return OfflineMBERILConfig.from_dict({
+        "network": {**TINY_NET, "backbone": backbone}, "bc_warmstart_steps": 1,
+        "model_warmstart_steps": 1, "batch_size": 4, "rollout_batch": 4, "ensemble_size": 2,
+        "horizon": 2, "fifo_size": 16, **settings})
+
+
 def tiny_data(root: Path, **kw) -> OfflineData:
     # prefixes of 24 steps keep the tests fast; whole episodes are the default
     return OfflineData(tiny_dataset(root, **kw), DataConfig(val_fraction=0.25, max_seq_len=24))

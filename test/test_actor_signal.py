@@ -6,11 +6,11 @@ import math
 
 import pytest
 import torch
-from algos_tester import TINY_NET, tiny_data
+from algos_tester import TINY_NET, tiny_data, tiny_mberil_config
 
 from mberil_ros.algos.actor_signal import actor_signal
 from mberil_ros.algos.bc import build_policy
-from mberil_ros.algos.offline_mberil import OfflineMBERIL, OfflineMBERILConfig
+from mberil_ros.algos.offline_mberil import OfflineMBERIL
 
 
 @pytest.fixture(scope="module")
@@ -79,10 +79,7 @@ def test_the_shift_is_eta_sigma_b_squared_times_the_push(data, policy):
 
 @pytest.mark.parametrize("discriminator", ["structured", "unstructured"])
 def test_offline_mberil_reports_it_once_warm(data, discriminator):
-    cfg = OfflineMBERILConfig.from_dict({
-        "network": {**TINY_NET, "backbone": "mlp"}, "discriminator": discriminator,
-        "bc_warmstart_steps": 1, "model_warmstart_steps": 1, "batch_size": 4,
-        "rollout_batch": 4, "ensemble_size": 2, "horizon": 2, "fifo_size": 16})
+    cfg = tiny_mberil_config(discriminator=discriminator)
     algo = OfflineMBERIL(cfg, data, "cpu", 0)
     assert not any(k.startswith("actor/") for k in algo.evaluate())  # no rollouts yet
     for step in range(3):

@@ -7,10 +7,10 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from algos_tester import TINY_NET, tiny_data
+from algos_tester import tiny_data, tiny_mberil_config
 
 from mberil_ros.algos import losses as L
-from mberil_ros.algos.offline_mberil import OfflineMBERIL, OfflineMBERILConfig
+from mberil_ros.algos.offline_mberil import OfflineMBERIL
 
 
 def naive_logistic(z_pos, z_unl, z_gen):
@@ -110,10 +110,7 @@ def grads(module):
 @pytest.mark.parametrize("discriminator", ["structured", "unstructured"])
 @pytest.mark.parametrize("backbone", ["mamba", "mlp"])
 def test_each_step_trains_only_its_own_networks(data, discriminator, backbone):
-    cfg = OfflineMBERILConfig.from_dict({
-        "network": {**TINY_NET, "backbone": backbone}, "discriminator": discriminator,
-        "bc_warmstart_steps": 1, "model_warmstart_steps": 1, "batch_size": 4,
-        "rollout_batch": 4, "ensemble_size": 2, "horizon": 2, "fifo_size": 8})
+    cfg = tiny_mberil_config(backbone, discriminator=discriminator, fifo_size=8)
     algo = OfflineMBERIL(cfg, data, "cpu", 0)
     algo.train_step(0)  # warm start
     algo.rollout()
@@ -146,10 +143,8 @@ def test_the_uniform_mixture_bounds_a_density_from_below_and_keeps_its_mode():
 
 
 def test_the_policy_logit_reads_the_mixed_densities(data):
-    cfg = OfflineMBERILConfig.from_dict({
-        "network": {**TINY_NET, "backbone": "mlp"}, "baseline": "mle",
-        "logit_uniform_mix": 0.01, "bc_warmstart_steps": 0, "model_warmstart_steps": 0,
-        "batch_size": 4, "rollout_batch": 4, "ensemble_size": 2, "horizon": 2})
+    cfg = tiny_mberil_config(baseline="mle", logit_uniform_mix=0.01, bc_warmstart_steps=0,
+                             model_warmstart_steps=0)
     algo = OfflineMBERIL(cfg, data, "cpu", 0)
     b = data.sample("suboptimal", 4, torch.Generator().manual_seed(0))
     with torch.no_grad():
@@ -170,10 +165,7 @@ def test_the_policy_logit_reads_the_mixed_densities(data):
 
 
 def test_real_negatives_add_pis_actions_on_the_expert_states(data):
-    cfg = OfflineMBERILConfig.from_dict({
-        "network": {**TINY_NET, "backbone": "mlp"}, "bc_warmstart_steps": 0,
-        "model_warmstart_steps": 0, "batch_size": 4, "rollout_batch": 4, "ensemble_size": 2,
-        "horizon": 2, "fifo_size": 8})
+    cfg = tiny_mberil_config(bc_warmstart_steps=0, model_warmstart_steps=0, fifo_size=8)
     sizes = {}
     for flag in (False, True):
         cfg.disc_real_negatives = flag

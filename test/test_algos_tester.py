@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from algos_tester import TINY_NET, check_algorithm, tiny_data
+from algos_tester import TINY_NET, check_algorithm, tiny_data, tiny_mberil_config
 
 from mberil_ros.algos.bc import BC, BCConfig
-from mberil_ros.algos.offline_mberil import OfflineMBERIL, OfflineMBERILConfig
+from mberil_ros.algos.offline_mberil import OfflineMBERIL
 
 
 @pytest.fixture(scope="module")
@@ -18,20 +18,15 @@ def data(tmp_path_factory):
 @pytest.mark.parametrize("backbone", ["mamba", "mlp"])
 @pytest.mark.parametrize("discriminator", ["structured", "unstructured"])
 def test_offline_mberil(data, backbone, discriminator):
-    cfg = OfflineMBERILConfig.from_dict({
-        "network": {**TINY_NET, "backbone": backbone}, "discriminator": discriminator,
-        "bc_warmstart_steps": 2, "model_warmstart_steps": 1, "batch_size": 4,
-        "rollout_batch": 4, "ensemble_size": 2, "horizon": 3, "fifo_size": 16})
+    cfg = tiny_mberil_config(backbone, discriminator=discriminator, bc_warmstart_steps=2,
+                             horizon=3)
     # steps 0-1 warm start, later steps run the adversarial loop (resume happens inside it)
     check_algorithm(lambda seed: OfflineMBERIL(cfg, data, "cpu", seed))
 
 
 @pytest.mark.parametrize("baseline", ["uniform", "mle"])
 def test_offline_mberil_baselines(data, baseline):
-    cfg = OfflineMBERILConfig.from_dict({
-        "network": {**TINY_NET, "backbone": "mlp"}, "baseline": baseline,
-        "bc_warmstart_steps": 1, "model_warmstart_steps": 1, "batch_size": 4,
-        "rollout_batch": 4, "ensemble_size": 2, "horizon": 2, "fifo_size": 16})
+    cfg = tiny_mberil_config(baseline=baseline)
     check_algorithm(lambda seed: OfflineMBERIL(cfg, data, "cpu", seed), steps=3, more=2)
 
 
@@ -42,10 +37,8 @@ def test_bc(data, backbone):
 
 
 def test_baseline_log_std_floor_widens_b_in_the_kl_term(data):
-    cfg = OfflineMBERILConfig.from_dict({
-        "network": {**TINY_NET, "backbone": "mlp"}, "baseline": "mle",
-        "baseline_log_std_min": -1.0, "bc_warmstart_steps": 0, "model_warmstart_steps": 0,
-        "batch_size": 4, "rollout_batch": 4, "ensemble_size": 2, "horizon": 2})
+    cfg = tiny_mberil_config(baseline="mle", baseline_log_std_min=-1.0, bc_warmstart_steps=0,
+                             model_warmstart_steps=0)
     algo = OfflineMBERIL(cfg, data, "cpu", 0)
     b = data.sample("expert", 4, torch.Generator().manual_seed(0))
     with torch.no_grad():
