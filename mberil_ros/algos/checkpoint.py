@@ -49,6 +49,12 @@ def flatten_modules(modules: dict[str, torch.nn.Module]) -> dict[str, torch.Tens
     return flat
 
 
+# weights that only one setting of a network option has: a checkpoint with or without them
+# names the option to set, instead of only the keys
+_UNCLIPPED = (".input_low", ".input_high")  # algo.network.clip_inputs
+_GATED = (".slot_index",)  # algo.network.policy_obstacle_gate
+
+
 def load_modules(modules: dict[str, torch.nn.Module], weights: dict[str, torch.Tensor],
                  source: Path) -> None:
     """Load flattened weights; any missing/unexpected key or shape is a one-line error."""
@@ -65,15 +71,14 @@ def load_modules(modules: dict[str, torch.nn.Module], weights: dict[str, torch.T
             f"{tuple(weights[shapes[0]].shape)}, model {tuple(expected[shapes[0]])})"
             if shapes else "",
         ) if part)
-        if missing and all(k.endswith((".input_low", ".input_high")) for k in missing):
-            detail += ("; it was trained without input clipping: set "
-                       "algo.network.clip_inputs=false to use it")
-        if missing and all(k.endswith(".slot_index") for k in missing):
-            detail += ("; it was trained without the obstacle gate: set "
-                       "algo.network.policy_obstacle_gate=false to use it")
-        if unexpected and all(k.endswith(".slot_index") for k in unexpected):
-            detail += ("; it was trained with the obstacle gate: set "
-                       "algo.network.policy_obstacle_gate=true to use it")
+        for keys, suffixes, hint in ((missing, _UNCLIPPED, "without input clipping: set "
+                                      "algo.network.clip_inputs=false"),
+                                     (missing, _GATED, "without the obstacle gate: set "
+                                      "algo.network.policy_obstacle_gate=false"),
+                                     (unexpected, _GATED, "with the obstacle gate: set "
+                                      "algo.network.policy_obstacle_gate=true")):
+            if keys and all(k.endswith(suffixes) for k in keys):
+                detail += f"; it was trained {hint} to use it"
         raise UserError(f"{source}: checkpoint from another architecture ({detail})")
     for name, module in modules.items():
         prefix = f"{name}."
