@@ -61,12 +61,6 @@ def test_bad_values_name_the_field(field, value):
         OfflineMBERILConfig.from_dict({field: value})
 
 
-@pytest.mark.parametrize("setting", [{"baseline": "uniform"}, {"discriminator": "unstructured"}])
-def test_q_in_baseline_units_needs_a_structured_q_and_a_baseline_policy(setting):
-    with pytest.raises(ValueError, match=r"OfflineMBERILConfig.q_baseline_units.*structured"):
-        OfflineMBERILConfig.from_dict({"q_baseline_units": True, **setting})
-
-
 def test_alpha_defaults_to_the_known_mixing_ratio(tmp_path):
     data = OfflineData(tiny_dataset(tmp_path, expert=4, suboptimal=4, expert_in_unlabeled=2))
     ds = data.dataset

@@ -11,7 +11,6 @@ from algos_tester import tiny_data, tiny_mberil_config
 
 from mberil_ros.algos import losses as L
 from mberil_ros.algos.offline_mberil import OfflineMBERIL
-from mberil_ros.models.heads import BASELINE_UNITS_RANGE, baseline_units
 
 
 def naive_logistic(z_pos, z_unl, z_gen):
@@ -185,36 +184,3 @@ def test_real_negatives_add_pis_actions_on_the_expert_states(data):
     # the same draws: the extra generated samples are one per valid expert step
     assert sizes[True]["e"] == sizes[False]["e"]
     assert sizes[True]["g"] == sizes[False]["g"] + sizes[True]["e"]
-
-
-def test_baseline_units_standardize_under_b_and_stay_bounded():
-    mu, log_std = torch.tensor([0.1, -0.2, 0.0]), torch.log(torch.tensor([0.01, 0.02, 0.01]))
-    pre = mu + torch.tensor([1.0, -2.0, 0.0]) * torch.exp(log_std)
-    got = baseline_units(torch.tanh(pre), mu, log_std)
-    z = torch.tensor([1.0, -2.0, 0.0])  # near b, nearly linear: within 1 % at 2 sigma
-    want = BASELINE_UNITS_RANGE * torch.tanh(z / BASELINE_UNITS_RANGE)
-    torch.testing.assert_close(got, want, atol=1e-4, rtol=0)
-    assert torch.allclose(got, z, rtol=0.01)
-    far = baseline_units(torch.tensor([0.9, -0.9, 0.999999]), mu, log_std)  # ~100 sigma off
-    assert far.abs().max() <= BASELINE_UNITS_RANGE and far.abs().min() > 0.9 * BASELINE_UNITS_RANGE
-
-
-def test_q_in_baseline_units_reads_b_everywhere_q_is_used(data):
-    """With q_baseline_units, Q sees u relative to b in the discriminator's logits, the
-    actor's score and the actor signal: moving b's mean changes all three."""
-    cfg = tiny_mberil_config(baseline="mle", q_baseline_units=True, bc_warmstart_steps=0,
-                             model_warmstart_steps=0, disc_real_negatives=True)
-    algo = OfflineMBERIL(cfg, data, "cpu", 0)
-    assert algo.disc.q_head[0].in_features == algo.disc.encoder.out_dim + 2 * data.act_dim
-    b = data.sample("expert", 4, torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        before = (algo._policy_logit(b.obs, b.prev_act, b.act), algo._actor_score(b, b.act))
-        for p in algo.policy_base.parameters():
-            p.add_(0.05)
-        after = (algo._policy_logit(b.obs, b.prev_act, b.act), algo._actor_score(b, b.act))
-    for x, y in zip(before, after, strict=True):
-        assert torch.isfinite(y).all() and not torch.allclose(x, y)
-    algo.rollout()
-    for step in (algo.discriminator_step, algo.policy_step, algo.model_step):
-        assert all(math.isfinite(v) for v in step().values())
-    assert set(algo.actor_signal()) >= {"actor/q_align", "actor/q_shift"}

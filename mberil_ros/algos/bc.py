@@ -127,20 +127,41 @@ def bc_loss(policy: TanhGaussianPolicy, batch: Batch, mse_weight: float,
                                     "loss/bc_mse": float(mse.detach())}
 
 
+# |z| of a standard normal: its median, and the bound it exceeds 1 % of the time. Where the
+# expert's actions look like pi's own samples, half lie within CALIBRATED_Z of pi's mean (in
+# pi's sigmas) and 1 % beyond TAIL_Z
+CALIBRATED_Z = 0.6745
+TAIL_Z = 2.5758
+
+
+def expert_z(mu: torch.Tensor, log_std: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+    """|atanh(a) - mu| / sigma per step and joint: where an action lies under the policy."""
+    pre = torch.atanh(act.clamp(-1 + 1e-6, 1 - 1e-6))
+    return ((pre - mu) * torch.exp(-log_std)).abs()
+
+
 @torch.no_grad()
-def evaluate_policy_nll(policy: TanhGaussianPolicy, data: OfflineData, eval_batch: int,
-                        device: torch.device) -> float:
-    """Held-out NLL_pi: -mean ln pi over every step of the validation expert episodes."""
-    total, steps = 0.0, 0
+def evaluate_policy_fit(policy: TanhGaussianPolicy, data: OfflineData, eval_batch: int,
+                        device: torch.device) -> dict[str, float]:
+    """On every step of the validation expert episodes: ``nll_pi`` (-mean ln pi) and
+    ``pi_expert_z`` (median over steps and joints of expert_z; CALIBRATED_Z when the expert's
+    actions are distributed like pi's samples, larger when pi is over-confident) and
+    ``pi_expert_tail`` (the share beyond TAIL_Z; 0.01 when calibrated). Where the expert's
+    actions look like pi's samples, no discriminator can tell them apart."""
+    total, steps, zs = 0.0, 0, []
     was_training = policy.training
     policy.eval()
     for b in data.batches("expert", eval_batch):
         b = b.to(device)
-        logp = policy.log_prob(b.obs, b.prev_act, b.act)
+        mu, log_std = policy(b.obs, b.prev_act)
+        logp = policy.log_prob_from_params(mu, log_std, b.act)
         total += float((logp * b.mask).sum())
         steps += int(b.mask.sum())
+        zs.append(expert_z(mu, log_std, b.act)[b.mask].flatten().cpu())
     policy.train(was_training)
-    return -total / max(steps, 1)
+    z = torch.cat(zs) if zs else torch.full((1,), float("nan"))
+    return {"nll_pi": -total / max(steps, 1), "pi_expert_z": float(z.median()),
+            "pi_expert_tail": float((z > TAIL_Z).float().mean())}
 
 
 @torch.no_grad()
@@ -216,7 +237,7 @@ class BC:
 
     def evaluate(self) -> dict[str, float]:
         args = (self.policy, self.data, self.cfg.eval_batch, self.device)
-        return {"nll_pi": evaluate_policy_nll(*args),
+        return {**evaluate_policy_fit(*args),
                 "nll_pi_closed_loop": evaluate_closed_loop_nll(*args)}
 
     def state(self) -> dict[str, Any]:

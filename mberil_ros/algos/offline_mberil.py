@@ -40,7 +40,7 @@ from mberil_ros.algos.bc import (
     build_policy,
     cosine_lr,
     evaluate_closed_loop_nll,
-    evaluate_policy_nll,
+    evaluate_policy_fit,
     expert_batch,
     export_config,
     set_lr,
@@ -66,7 +66,6 @@ from mberil_ros.models.heads import (
     Discriminator,
     GaussianEnsembleDynamics,
     UnstructuredDiscriminator,
-    baseline_units,
     gaussian_log_prob,
     mixture_log_prob,
     mixture_log_prob_per_dim,
@@ -107,10 +106,6 @@ class OfflineMBERILConfig:
     disc_real_negatives: bool = False  # the policy discriminator's generated samples also
     #   include pi's own actions on the expert batch's states (ours): Q then has to rank the
     #   expert's action above pi's on the same state (docs/learning.md)
-    q_baseline_units: bool = False  # Q also reads the action in b's standard units,
-    #   (atanh u - mu_b) / sigma_b (ours; structured discriminator with a polyak / mle b). The
-    #   optimal Q contains -(1/eta) ln b, whose curvature 1/sigma_b^2 a head reading u alone
-    #   cannot resolve around a BC-sharp b (docs/algorithm.md §4, docs/learning.md)
     horizon: int = 5  # H, model rollout length in control ticks (1..100; 50 Hz: 10 = 0.2 s)
     lambda_nll: float = 1.0  # [lambda_NLL] weight of the real-data NLL anchor in L_model
     bc_mse_weight: float = 100.0  # BC's squared-error term (BCConfig.mse_weight) in the warm
@@ -168,10 +163,6 @@ class OfflineMBERILConfig:
             bad("gamma", "in [0, 1]")
         if not 0.0 <= self.logit_uniform_mix < 1.0:
             bad("logit_uniform_mix", "in [0, 1)")
-        if self.q_baseline_units and (self.discriminator != "structured"
-                                      or self.baseline == "uniform"):
-            bad("q_baseline_units", "false unless discriminator is structured and baseline is "
-                "polyak or mle (it reads b's mean and spread)")
         if not 0.0 < self.polyak_tau <= 1.0:
             bad("polyak_tau", "in (0, 1]")
         if not (isinstance(self.horizon, int) and 1 <= self.horizon <= 100):
@@ -220,8 +211,7 @@ class OfflineMBERIL:
         self.pu = L.PUDiscriminatorLoss(self.alpha)
         net = c.network
         enc = net.encoder(data.obs_dim, data.act_dim)
-        dcfg = DiscriminatorConfig(encoder=enc, hidden=net.head_hidden,
-                                   q_baseline_units=c.q_baseline_units)
+        dcfg = DiscriminatorConfig(encoder=enc, hidden=net.head_hidden)
         with seeded(seed):
             self.policy = build_policy(net, data).to(self.device)
             self.model = GaussianEnsembleDynamics(DynamicsConfig(
@@ -320,7 +310,7 @@ class OfflineMBERIL:
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
         args = (self.policy, self.data, self.cfg.eval_batch, self.device)
-        out = {"nll_pi": evaluate_policy_nll(*args),
+        out = {**evaluate_policy_fit(*args),
                "nll_pi_closed_loop": evaluate_closed_loop_nll(*args)}
         # NLL_m over the dims the model predicts (joint positions and velocities), in total,
         # per label and per dim (the mixture's marginals)
@@ -361,7 +351,7 @@ class OfflineMBERIL:
         with torch.no_grad():
             lat = self.disc.encoder(b.obs, b.prev_act)
         if self.cfg.discriminator == "structured":
-            return self._q(lat, u, self._base_for_q(b.obs, b.prev_act))
+            return self.disc.Q(lat, u)
         return self.disc.f_pi(lat, u)
 
     # ---- warm start ------------------------------------------------------------------------------
@@ -483,32 +473,14 @@ class OfflineMBERIL:
         return obs.to(self.device), prev.to(self.device), gen.to(self.device)
 
     # ---- shared pieces -----------------------------------------------------------------------
-    def _base_params(self, obs: torch.Tensor, prev: torch.Tensor
-                     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """b's (mu, log sigma) at every step, as constants (log sigma floored if set)."""
+    def _log_b(self, obs: torch.Tensor, prev: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """ln b(u|h): baseline params are constants, the gradient reaches u."""
+        if self.policy_base is None:  # uniform on (-1, 1)^d
+            return torch.full(u.shape[:-1], -u.shape[-1] * math.log(2.0), device=u.device)
         with torch.no_grad():
             mu, ls = self.policy_base(obs, prev)
             if self.cfg.baseline_log_std_min is not None:
                 ls = ls.clamp(min=self.cfg.baseline_log_std_min)
-        return mu, ls
-
-    def _base_for_q(self, obs: torch.Tensor, prev: torch.Tensor
-                    ) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """b's params where Q reads u in b's units (q_baseline_units), else None."""
-        return self._base_params(obs, prev) if self.cfg.q_baseline_units else None
-
-    def _q(self, lat: torch.Tensor, u: torch.Tensor,
-           base: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
-        """Q(h, u); ``base``: b's params at the same steps (from _base_for_q)."""
-        return self.disc.Q(lat, u, None if base is None else baseline_units(u, *base))
-
-    def _log_b(self, obs: torch.Tensor, prev: torch.Tensor, u: torch.Tensor,
-               base: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
-        """ln b(u|h): baseline params are constants, the gradient reaches u. ``base``: b's
-        params on these steps when already known."""
-        if self.policy_base is None:  # uniform on (-1, 1)^d
-            return torch.full(u.shape[:-1], -u.shape[-1] * math.log(2.0), device=u.device)
-        mu, ls = base if base is not None else self._base_params(obs, prev)
         return self.policy_base.log_prob_from_params(mu, ls, u)
 
     def _log_q(self, mu_q: torch.Tensor | None, ls_q: torch.Tensor | None, obs: torch.Tensor,
@@ -527,12 +499,10 @@ class OfflineMBERIL:
         with torch.no_grad():
             if log_pi is None:
                 log_pi = self.policy.log_prob(obs, prev, u)
-            base = self._base_params(obs, prev) if self.policy_base is not None else None
-            log_b = self._log_b(obs, prev, u, base)
+            log_b = self._log_b(obs, prev, u)
             eps, d = self.cfg.logit_uniform_mix, u.shape[-1]
             log_pi, log_b = L.mix_uniform(log_pi, eps, d), L.mix_uniform(log_b, eps, d)
-        q = self._q(lat, u, base if self.cfg.q_baseline_units else None)
-        return L.structured_policy_logit(q, self.disc.V(lat), log_b, log_pi,
+        return L.structured_policy_logit(self.disc.Q(lat, u), self.disc.V(lat), log_b, log_pi,
                                          self.cfg.beta_pi, self.cfg.eta_pi)
 
     def _counterfactual(self, b: Batch, reparam: bool,
@@ -613,15 +583,13 @@ class OfflineMBERIL:
             with torch.no_grad():
                 log_p = mixture_log_prob(*params, self.model.delta(r.obs, r.next_obs))
                 log_q = self._log_q(*(base or (None, None)), r.obs, r.next_obs)
-            b_q = self._base_for_q(r.obs, r.prev_act)
             z_real = L.structured_model_logit(
-                self.disc.r(lat_t, r.act), self.disc.V(lat_next), self._q(lat_t, r.act, b_q),
+                self.disc.r(lat_t, r.act), self.disc.V(lat_next), self.disc.Q(lat_t, r.act),
                 log_q, log_p, c.beta_m, c.eta_m, c.gamma)[r.mask]
             z_cf = L.structured_model_logit(
                 self.disc.r(lat_t[rows, t], r.act[rows, t]), self._v_of(r, cf),
-                self._q(lat_t[rows, t], r.act[rows, t],
-                        None if b_q is None else (b_q[0][rows, t], b_q[1][rows, t])),
-                cf["log_q"], cf["log_p"], c.beta_m, c.eta_m, c.gamma)
+                self.disc.Q(lat_t[rows, t], r.act[rows, t]), cf["log_q"], cf["log_p"],
+                c.beta_m, c.eta_m, c.gamma)
         else:
             lat = self.disc.encoder(r.obs, r.prev_act)
             z_real = self.disc.f_m(lat, r.act, self.model.delta(r.obs, r.next_obs))[r.mask]
@@ -648,12 +616,11 @@ class OfflineMBERIL:
         with frozen(self.disc):
             for obs, prev, mask in ((r.obs, r.prev_act, r.mask), (g_obs, g_prev, g_mask)):
                 u, log_pi = tanh_gaussian_sample(*self.policy(obs, prev), self.gen)
-                base = self._base_params(obs, prev) if self.policy_base is not None else None
-                log_b = self._log_b(obs, prev, u, base)
+                log_b = self._log_b(obs, prev, u)
                 with torch.no_grad():
                     lat = self.disc.encoder(obs, prev)
-                score = (self._q(lat, u, base if c.q_baseline_units else None)
-                         if c.discriminator == "structured" else self.disc.f_pi(lat, u))
+                score = (self.disc.Q(lat, u) if c.discriminator == "structured"
+                         else self.disc.f_pi(lat, u))
                 parts.append((log_pi[mask], log_b[mask], score[mask]))
             log_pi, log_b, score = (torch.cat(p) for p in zip(*parts, strict=True))
             loss = L.actor_loss(log_pi, log_b, score, c.beta_pi, c.eta_pi)

@@ -120,8 +120,8 @@ def run(args: argparse.Namespace) -> int:
             nll = checkpoint_nll(specs[0], dataset)
             report["offline_nll"][dataset] = nll
             shown = ", ".join(f"{k} {nll[k]:{'.3f' if k.startswith('nll') else '.2g'}}" for k in (
-                "nll_pi", "nll_m", "actor/q_align", "actor/q_align_top", "actor/gap_top",
-                "actor/q_shift_top") if k in nll)
+                "nll_pi", "pi_expert_z", "pi_expert_tail", "nll_m", "actor/q_align",
+                "actor/q_align_top", "actor/gap_top", "actor/q_shift_top") if k in nll)
             print(f"offline NLL on {dataset}: {shown}")
     if layouts:
         report["layouts"] = str(layouts)

@@ -176,8 +176,6 @@ class DynamicsConfig:
 class DiscriminatorConfig:
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     hidden: int = 256
-    q_baseline_units: bool = False  # Q also reads the action in the baseline policy's
-    #   standard units (docs/algorithm.md §4)
 
     def __post_init__(self) -> None:
         _head_config(self, "hidden")

@@ -41,19 +41,6 @@ def tanh_gaussian_log_prob(pre: torch.Tensor, mu: torch.Tensor, log_std: torch.T
     return gaussian_log_prob(pre, mu, log_std) - log_jac.sum(-1)
 
 
-# u in the baseline's standard units is squashed to +-BASELINE_UNITS_RANGE: sub-optimal
-# actions sit hundreds of BC-sharp sigmas away and would otherwise swamp the Q head's input
-BASELINE_UNITS_RANGE = 20.0
-
-
-def baseline_units(act: torch.Tensor, mu: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
-    """(atanh u - mu_b) / sigma_b per dim, soft-squashed to +-BASELINE_UNITS_RANGE: where u
-    lies under a tanh-Gaussian baseline b(mu_b, sigma_b), in units that resolve b's width."""
-    pre = torch.atanh(act.clamp(-1 + _ACT_EPS, 1 - _ACT_EPS))
-    z = (pre - mu) * torch.exp(-log_std)
-    return BASELINE_UNITS_RANGE * torch.tanh(z / BASELINE_UNITS_RANGE)
-
-
 def mixture_log_prob(mu: torch.Tensor, log_std: torch.Tensor, delta: torch.Tensor
                      ) -> torch.Tensor:
     """ln p(delta) of an ensemble as an equal-weight mixture: mu/log_std (E, ..., D)."""
@@ -200,7 +187,7 @@ class Discriminator(nn.Module):
         d, a = self.encoder.out_dim, cfg.encoder.act_dim
         self.r_head = mlp(d + a, cfg.hidden, 1)
         self.v_head = mlp(d, cfg.hidden, 1)
-        self.q_head = mlp(d + a * (2 if cfg.q_baseline_units else 1), cfg.hidden, 1)
+        self.q_head = mlp(d + a, cfg.hidden, 1)
 
     def r(self, latent: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
         return self.r_head(torch.cat([latent, act], -1)).squeeze(-1)
@@ -208,24 +195,16 @@ class Discriminator(nn.Module):
     def V(self, latent: torch.Tensor) -> torch.Tensor:  # noqa: N802 (the paper's name)
         return self.v_head(latent).squeeze(-1)
 
-    def Q(self, latent: torch.Tensor, act: torch.Tensor,  # noqa: N802
-          act_in_baseline_units: torch.Tensor | None = None) -> torch.Tensor:
-        """Q(h, u); with ``q_baseline_units`` the head also reads u in the baseline policy's
-        standard units (``baseline_units``), which it then requires."""
-        if self.cfg.q_baseline_units != (act_in_baseline_units is not None):
-            raise ValueError("Discriminator.Q: act_in_baseline_units must be given exactly "
-                             "when the config's q_baseline_units is true")
-        parts = [latent, act] + ([act_in_baseline_units] if self.cfg.q_baseline_units else [])
-        return self.q_head(torch.cat(parts, -1)).squeeze(-1)
+    def Q(self, latent: torch.Tensor, act: torch.Tensor) -> torch.Tensor:  # noqa: N802
+        return self.q_head(torch.cat([latent, act], -1)).squeeze(-1)
 
-    def forward(self, obs: torch.Tensor, prev_act: torch.Tensor | None, act: torch.Tensor,
-                act_in_baseline_units: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def forward(self, obs: torch.Tensor, prev_act: torch.Tensor | None, act: torch.Tensor
+                ) -> dict[str, torch.Tensor]:
         """r, V, Q at every step: each (batch, len). V(y) of the next state is V at step t+1
         of the same sequence, or one encoder.step() past its end (no re-run)."""
         check_input("action", act, self.cfg.encoder.act_dim, "joint count")
         latent = self.encoder(obs, prev_act)
-        return {"r": self.r(latent, act), "V": self.V(latent),
-                "Q": self.Q(latent, act, act_in_baseline_units)}
+        return {"r": self.r(latent, act), "V": self.V(latent), "Q": self.Q(latent, act)}
 
 
 class UnstructuredDiscriminator(nn.Module):
