@@ -73,6 +73,8 @@ class PolicyRuntime:
         self.gen = torch.Generator().manual_seed(seed)
         self.prev_command: np.ndarray | None = None
         self.hold_reason: str | None = None
+        # (mu, log sigma) of the last step's action distribution, for diagnostics
+        self.last_params: tuple[np.ndarray, np.ndarray] | None = None
         self._state = None
 
     # ---- loading ---------------------------------------------------------------------------
@@ -164,6 +166,7 @@ class PolicyRuntime:
         lead = torch.from_numpy(c.lead(self.prev_command.astype(np.float32), obs))[None]
         latent = self.policy.encoder.step(x, lead, self._state)
         mu, log_std = self.policy.dist_params(latent)
+        self.last_params = (mu[0].numpy(), log_std[0].numpy())
         if self.deterministic:
             a = torch.tanh(mu)
         else:
@@ -185,6 +188,7 @@ class PolicyRuntime:
     def hold(self, reason: str) -> np.ndarray:
         """Repeat the last command (stale or invalid input); ``hold_reason`` says why."""
         self.hold_reason = reason
+        self.last_params = None
         return self.prev_command.copy()
 
     def _check(self, observation: np.ndarray) -> np.ndarray:

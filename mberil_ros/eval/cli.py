@@ -61,6 +61,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="after a success keep the controller running until the time "
                         "limit, as on a robot; adds held (still within the tolerance, "
                         "nothing touched) and the median settled distance")
+    parser.add_argument("--expert-query", action="store_true",
+                        help="also ask the scripted expert at every tick what it would "
+                        "command from the policy's own state; adds where that lies under the "
+                        "policy (median |z| in its sigmas: 0.67 when they agree as well as "
+                        "the policy says), over successes / failures, and the share beyond "
+                        "its 99 %% band in their first 0.5 s (0.01 then)")
     parser.add_argument("--json", metavar="OUT.json", help="write the summary and every episode")
     parser.add_argument("--plot", metavar="DIR", help="draw the first episodes' hand paths")
 
@@ -133,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
             for suite in suites:
                 results = evaluator.run(spec, suite, seeds, arm=args.arm, keep_paths=keep,
                                         progress=bar.update, layouts=layouts,
-                                        hold=args.hold)
+                                        hold=args.hold, expert_query=args.expert_query)
                 summary = summarize(results)
                 rows.append((labels[spec], suite, summary))
                 episodes_of[spec, suite] = [r.__dict__ for r in results]
@@ -159,13 +165,20 @@ def format_table(rows: list[tuple[str, str, dict]]) -> str:
     hold = any("held" in s for _, _, s in rows)
     if hold:
         header += ["held", "settled_dist_m"]
+    query = ("expert_z_success", "expert_z_failure", "expert_tail_start_success",
+             "expert_tail_start_failure")
+    queried = any("expert_z" in s for _, _, s in rows)
+    if queried:
+        header += ["expert_z ok/fail", "tail in first 0.5 s ok/fail"]
     body = []
     for name, suite, s in rows:
         t = "-" if s["time_to_goal"] is None else f"{s['time_to_goal']:.2f}"
+        z = ["-" if s.get(k) is None else f"{s[k]:.2f}" for k in query]
         body.append([name, suite, str(s["episodes"]), f"{s['success']:.2f}",
                      f"{s['collision']:.2f}", f"{s['final_distance']:.3f}", t,
                      f"{s['sign_changes']:.2f}"]
-                    + ([f"{s['held']:.2f}", f"{s['settled_distance']:.3f}"] if hold else []))
+                    + ([f"{s['held']:.2f}", f"{s['settled_distance']:.3f}"] if hold else [])
+                    + ([f"{z[0]} / {z[1]}", f"{z[2]} / {z[3]}"] if queried else []))
     return text_table(header, body)
 
 

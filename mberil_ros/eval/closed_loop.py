@@ -55,6 +55,52 @@ class RuntimeController:
         return self.runtime.step(obs)
 
 
+class ExpertQueryController(RuntimeController):
+    """A checkpoint's controller that also asks the scripted expert, at every tick, what it
+    would command from the same state and the same last command, and records where that
+    command lies under the policy: |z| per joint in the policy's sigmas (expert_z). Large
+    from an episode's first ticks, the policy is wrong on states the expert visits too;
+    growing late, it has drifted to states of its own first."""
+
+    def __init__(self, runtime: Any) -> None:
+        super().__init__(runtime)
+        from mberil_ros.sim.demonstrators import make_demonstrator
+
+        self.expert = make_demonstrator("expert")
+        self.z: list[np.ndarray] = []
+
+    def start(self, task: Any, seed: int) -> None:
+        super().start(task, seed)
+        self.expert.reset(task.episode, seed=seed)
+        self.z = []
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        prev = self.runtime.prev_command.copy()
+        expert_command = self.expert.act_from(obs, prev)
+        command = self.runtime.step(obs)
+        if self.runtime.last_params is not None:  # not a hold
+            mu, log_std = self.runtime.last_params
+            a = self.runtime.codec.action(expert_command, np.asarray(obs, np.float32), prev)
+            pre = np.arctanh(np.clip(a, -1 + 1e-6, 1 - 1e-6))
+            self.z.append(np.abs(pre - mu) * np.exp(-log_std))
+        return command
+
+    def episode_stats(self) -> dict[str, float | None]:
+        """expert_z: median |z| over the episode's ticks and joints (CALIBRATED_Z 0.67 when
+        the expert's commands look like the policy's samples); expert_tail: the share beyond
+        TAIL_Z (0.01 then); expert_tail_start: that share over the first START_TICKS."""
+        from mberil_ros.algos.bc import TAIL_Z
+
+        if not self.z:
+            return {"expert_z": None, "expert_tail": None, "expert_tail_start": None}
+        z = np.stack(self.z)
+        return {"expert_z": float(np.median(z)), "expert_tail": float((z > TAIL_Z).mean()),
+                "expert_tail_start": float((z[:START_TICKS] > TAIL_Z).mean())}
+
+
+START_TICKS = 25  # 0.5 s at 50 Hz: the layout's first decision, before any drift
+
+
 def policy_controller(policy: Any, config: dict[str, Any]) -> RuntimeController:
     """A controller on an in-memory policy (closed-loop checks while training)."""
     from mberil_ros.runtime import PolicyRuntime
@@ -90,12 +136,14 @@ def task_state_names(task: Any) -> list[str]:
     return load_config(None, {"arm": task.arm}).state_names()
 
 
-def make_controller(spec: str, task: Any) -> Controller:
+def make_controller(spec: str, task: Any, expert_query: bool = False) -> Controller:
+    """``expert_query``: a checkpoint's controller also asks the expert (ExpertQueryController)."""
     if spec == "expert":
         return ExpertController()
     if spec == "hold":
         return HoldController()
-    return RuntimeController.load(spec, task)
+    controller = RuntimeController.load(spec, task)
+    return ExpertQueryController(controller.runtime) if expert_query else controller
 
 
 @dataclass
@@ -114,6 +162,10 @@ class EpisodeResult:
     # without having touched anything (an episode that never reached: its final distance)
     settled_distance: float | None = None
     held: bool | None = None
+    # expert query only (ExpertQueryController; None otherwise)
+    expert_z: float | None = None
+    expert_tail: float | None = None
+    expert_tail_start: float | None = None
 
 
 def run_episode(task: Any, controller: Controller, seed: int, keep_path: bool = False,
@@ -141,6 +193,9 @@ def run_episode(task: Any, controller: Controller, seed: int, keep_path: bool = 
         time_to_goal=float(info["time"]) if info["success"] else None, ticks=len(cmd),
         smoothness=command_smoothness(cmd), sign_changes=sign_change_rate(cmd, CONTROL_DT),
         hand_path=path if keep_path else [])
+    if isinstance(controller, ExpertQueryController):
+        for k, v in controller.episode_stats().items():
+            setattr(result, k, v)
     if hold:
         end = info  # a timeout or collision already ran to its end
         if info["success"]:
@@ -179,8 +234,9 @@ def _init_worker() -> None:
 
 
 def _run_seeds(spec: str, suite: str, arm: str, seeds: list[int], keep: frozenset[int],
-               layouts: str | None = None, hold: bool = False) -> list[dict[str, Any]]:
-    key = (spec, suite, arm, layouts)
+               layouts: str | None = None, hold: bool = False,
+               expert_query: bool = False) -> list[dict[str, Any]]:
+    key = (spec, suite, arm, layouts, expert_query)
     if key not in _cache:  # a worker keeps its tasks and loaded policies between chunks
         from mberil_ros.sim.layouts import load_layouts
         from mberil_ros.sim.task import ReachingTask
@@ -194,7 +250,7 @@ def _run_seeds(spec: str, suite: str, arm: str, seeds: list[int], keep: frozense
             episodes = load_layouts(layouts, check=False)
         else:
             task, episodes = ReachingTask(suite, arm), None
-        _cache[key] = (task, make_controller(spec, task), episodes)
+        _cache[key] = (task, make_controller(spec, task, expert_query), episodes)
     task, controller, episodes = _cache[key]
     return [asdict(run_episode(task, controller, s, s in keep,
                                episodes[s] if episodes else None, hold)) for s in seeds]
@@ -223,21 +279,23 @@ class Evaluator:
 
     def run(self, spec: str, suite: str, seeds: list[int], *, arm: str = "right",
             keep_paths: int = 0, progress: Any = None, layouts: str | None = None,
-            hold: bool = False) -> list[EpisodeResult]:
+            hold: bool = False, expert_query: bool = False) -> list[EpisodeResult]:
         """``spec`` (a checkpoint, 'expert' or 'hold') on ``seeds`` of ``suite`` (with
         ``layouts``, a layouts YAML: on the layouts of these indices), in seed order;
-        ``progress(n)`` is called as chunks finish; ``hold``: see run_episode."""
+        ``progress(n)`` is called as chunks finish; ``hold``: see run_episode;
+        ``expert_query``: see ExpertQueryController (checkpoints only)."""
         keep = frozenset(seeds[:keep_paths])
         if self.pool is None:
             out = []
             for s in seeds:
-                out += _run_seeds(spec, suite, arm, [s], keep, layouts, hold)
+                out += _run_seeds(spec, suite, arm, [s], keep, layouts, hold, expert_query)
                 if progress:
                     progress(1)
         else:
             out = []
             futures = [self.pool.submit(_run_seeds, spec, suite, arm, seeds[i:i + 4], keep,
-                                        layouts, hold) for i in range(0, len(seeds), 4)]
+                                        layouts, hold, expert_query)
+                       for i in range(0, len(seeds), 4)]
             for f in as_completed(futures):
                 part = f.result()
                 out += part
@@ -270,4 +328,21 @@ def summarize(results: list[EpisodeResult]) -> dict[str, float]:
         **({"held": sum(bool(r.held) for r in results) / n,
             "settled_distance": float(np.median([r.settled_distance for r in results]))}
            if results and results[0].held is not None else {}),
+        **(_expert_query_summary(results)
+           if any(r.expert_z is not None for r in results) else {}),
     }
+
+
+def _expert_query_summary(results: list[EpisodeResult]) -> dict[str, float | None]:
+    """Medians over episodes of expert_z and expert_tail_start, split by outcome."""
+    def median(values: list[float]) -> float | None:
+        return float(np.median(values)) if values else None
+
+    queried = [r for r in results if r.expert_z is not None]
+    return {"expert_z": median([r.expert_z for r in queried]),
+            "expert_z_success": median([r.expert_z for r in queried if r.success]),
+            "expert_z_failure": median([r.expert_z for r in queried if not r.success]),
+            "expert_tail_start_success": median([r.expert_tail_start for r in queried
+                                                 if r.success]),
+            "expert_tail_start_failure": median([r.expert_tail_start for r in queried
+                                                 if not r.success])}

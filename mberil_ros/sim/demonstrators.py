@@ -99,6 +99,15 @@ class IKDemonstrator:
         out = [self._arm_action(s, q[s], goals[i]) for i, s in enumerate(lay.hands)]
         return np.concatenate(out)
 
+    def act_from(self, obs: np.ndarray, last_command: np.ndarray) -> np.ndarray:
+        """``act`` as if the demonstrator's own last command had been ``last_command``
+        (every active arm's joints, in observation order): what it would do in another
+        controller's place."""
+        hands = self.obs_layout.hands
+        self._cmd = {s: np.asarray(last_command[6 * i: 6 * i + 6], float).copy()
+                     for i, s in enumerate(hands)}
+        return self.act(obs)
+
     # ----- one arm -----
     def _detour_point(self, start: np.ndarray, goal: np.ndarray) -> np.ndarray:
         mid = 0.5 * (start + goal)
