@@ -16,6 +16,8 @@ from mberil_ros.eval.closed_loop import (
     EVAL_SEED_BASE,
     Evaluator,
     ExpertController,
+    ExpertQueryController,
+    RuntimeController,
     evaluate,
     run_episode,
     sign_change_rate,
@@ -150,6 +152,59 @@ def test_mberil_eval_pairs_several_checkpoints_on_the_same_layouts(run_dir, tmp_
         assert p["lost"] == sum(base[s] and not other[s] for s in base)
     hold = next(p for p in report["paired"] if p["controller"] == "hold")
     assert hold["success"] == 0.0 and hold["gained"] == 0
+
+
+def test_the_expert_asked_from_its_own_last_command_repeats_its_command():
+    """act_from(obs, last command) is what the expert does in another controller's place:
+    given its own last command, it is exactly what it commanded."""
+    task = ReachingTask("train")
+    driver, twin = make_demonstrator("expert"), make_demonstrator("expert")
+    task.reset(seed=SEEDS[1])
+    driver.reset(task.episode, seed=1)
+    twin.reset(task.episode, seed=1)
+    obs = task.observation()
+    last = obs[task.obs_layout.qpos].copy()  # the arm holds its position at the start
+    for _ in range(40):
+        command = driver.act(obs)
+        np.testing.assert_array_equal(twin.act_from(obs, last), command)
+        last = command
+        obs, _, done, _ = task.step(command)
+        if done:
+            break
+
+
+def test_expert_query_measures_the_experts_command_in_the_policys_sigmas(run_dir):
+    task = ReachingTask("train")
+    ctl = ExpertQueryController(RuntimeController.load(str(run_dir), task).runtime)
+    task.reset(seed=SEEDS[0])
+    ctl.start(task, SEEDS[0])
+    obs = task.observation()
+    prev = ctl.runtime.prev_command.copy()
+    want_command = make_demonstrator("expert")
+    want_command.reset(task.episode, seed=SEEDS[0])
+    expert = want_command.act_from(obs, prev)
+    ctl.act(obs)
+    mu, log_std = ctl.runtime.last_params
+    a = ctl.runtime.codec.action(expert, obs.astype(np.float32), prev)
+    want = np.abs(np.arctanh(np.clip(a, -1 + 1e-6, 1 - 1e-6)) - mu) / np.exp(log_std)
+    np.testing.assert_allclose(ctl.z[0], want, rtol=1e-5)
+    r = run_episode(task, ctl, SEEDS[0])
+    assert len(ctl.z) == r.ticks and r.expert_z == pytest.approx(float(np.median(ctl.z)))
+    assert 0.0 <= r.expert_tail_start <= 1.0 and 0.0 <= r.expert_tail <= 1.0
+    assert run_episode(task, RuntimeController(ctl.runtime), SEEDS[0]).expert_z is None
+
+
+def test_mberil_eval_expert_query_reports_by_outcome(run_dir, tmp_path, capsys):
+    out = tmp_path / "q.json"
+    assert main(["eval", str(run_dir), "--suite", "train", "--episodes", "2", "--workers", "1",
+                 "--baselines", "--expert-query", "--json", str(out)]) == 0
+    assert "expert_z ok/fail" in capsys.readouterr().out
+    by = {r["controller"]: r for r in json.loads(out.read_text())["results"]}
+    policy = by[next(k for k in by if k not in ("expert", "hold"))]
+    assert all(e["expert_z"] > 0 for e in policy["episodes"])
+    ok = [e["expert_z"] for e in policy["episodes"] if e["success"]]
+    assert policy["summary"]["expert_z_success"] == (float(np.median(ok)) if ok else None)
+    assert "expert_z" not in by["expert"]["summary"]  # baselines are not queried
 
 
 def test_mberil_eval_bad_input_is_one_line(tmp_path, capsys):
