@@ -191,7 +191,11 @@ def test_expert_query_measures_the_experts_command_in_the_policys_sigmas(run_dir
     r = run_episode(task, ctl, SEEDS[0])
     assert len(ctl.z) == r.ticks and r.expert_z == pytest.approx(float(np.median(ctl.z)))
     assert 0.0 <= r.expert_tail_start <= 1.0 and 0.0 <= r.expert_tail <= 1.0
-    assert run_episode(task, RuntimeController(ctl.runtime), SEEDS[0]).expert_z is None
+    plain = run_episode(task, RuntimeController(ctl.runtime), SEEDS[0])
+    assert plain.expert_z is None
+    # asking the expert does not change what the policy does
+    assert (plain.ticks, plain.success, plain.final_distance) == (r.ticks, r.success,
+                                                                   r.final_distance)
 
 
 def test_mberil_eval_expert_query_reports_by_outcome(run_dir, tmp_path, capsys):
