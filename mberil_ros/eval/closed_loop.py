@@ -55,6 +55,9 @@ class RuntimeController:
         return self.runtime.step(obs)
 
 
+START_TICKS = 25  # 0.5 s at 50 Hz: the layout's first decision, before any drift
+
+
 class ExpertQueryController(RuntimeController):
     """A checkpoint's controller that also asks the scripted expert, at every tick, what it
     would command from the same state and the same last command, and records where that
@@ -75,14 +78,17 @@ class ExpertQueryController(RuntimeController):
         self.z = []
 
     def act(self, obs: np.ndarray) -> np.ndarray:
+        import torch  # loaded by the runtime already; imported here as the module does
+
+        from mberil_ros.algos.bc import expert_z
+
         prev = self.runtime.prev_command.copy()
         expert_command = self.expert.act_from(obs, prev)
         command = self.runtime.step(obs)
         if self.runtime.last_params is not None:  # not a hold
-            mu, log_std = self.runtime.last_params
+            mu, log_std = (torch.from_numpy(p) for p in self.runtime.last_params)
             a = self.runtime.codec.action(expert_command, np.asarray(obs, np.float32), prev)
-            pre = np.arctanh(np.clip(a, -1 + 1e-6, 1 - 1e-6))
-            self.z.append(np.abs(pre - mu) * np.exp(-log_std))
+            self.z.append(expert_z(mu, log_std, torch.from_numpy(a)).numpy())
         return command
 
     def episode_stats(self) -> dict[str, float | None]:
@@ -96,9 +102,6 @@ class ExpertQueryController(RuntimeController):
         z = np.stack(self.z)
         return {"expert_z": float(np.median(z)), "expert_tail": float((z > TAIL_Z).mean()),
                 "expert_tail_start": float((z[:START_TICKS] > TAIL_Z).mean())}
-
-
-START_TICKS = 25  # 0.5 s at 50 Hz: the layout's first decision, before any drift
 
 
 def policy_controller(policy: Any, config: dict[str, Any]) -> RuntimeController:
