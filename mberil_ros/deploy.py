@@ -54,22 +54,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="options by name, as for `mberil train`")
 
 
-def _arm(checkpoint: Path) -> str:
-    """The sim's arm: the one the policy was trained for (its policy_config.json)."""
-    from mberil_ros.algos import checkpoint as ckpt
-    from mberil_ros.sim.spaces import arm_of
-
-    config_path = ckpt.resolve(checkpoint) / ckpt.POLICY_CONFIG
-    try:
-        joints = json.loads(config_path.read_text())["joint_names"]
-    except (OSError, ValueError, KeyError) as exc:
-        raise UserError(f"{config_path}: cannot read the policy's joints ({exc})") from None
-    arm = arm_of(joints)
-    if arm is None:
-        raise UserError(f"{config_path}: joints {joints} are not one arm or both in order")
-    return arm
-
-
 def run(args: argparse.Namespace) -> int:
     o = from_mapping(DeployOptions, command_line(DeployOptions, args, "deploy"), "deploy")
     log_dir = args.log_dir or Path(tempfile.mkdtemp(prefix="mberil-deploy-"))
@@ -88,7 +72,9 @@ def drive(checkpoint: Path, o: DeployOptions, log_dir: Path) -> tuple[list[dict]
         raise UserError(f"--episodes must be >= 1, got {o.episodes}")
     if not o.real_time_factor > 0:
         raise UserError(f"--real-time-factor must be > 0, got {o.real_time_factor}")
-    arm = _arm(checkpoint)
+    from mberil_ros.algos.checkpoint import arm as checkpoint_arm
+
+    arm = checkpoint_arm(checkpoint)
     log_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     procs: dict[str, subprocess.Popen] = {}

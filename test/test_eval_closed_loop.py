@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 import pytest
-from algos_tester import TINY_NET, tiny_dataset
+from algos_tester import TINY_NET, bc_run, tiny_dataset
 
 from mberil_ros.algos.runner import TrainingRun
 from mberil_ros.algos.train_config import load_train_config
@@ -154,10 +154,12 @@ def test_mberil_eval_pairs_several_checkpoints_on_the_same_layouts(run_dir, tmp_
     assert hold["success"] == 0.0 and hold["gained"] == 0
 
 
-def test_the_expert_asked_from_its_own_last_command_repeats_its_command():
+@pytest.mark.parametrize("arm", ["right", "left", "both"])
+def test_the_expert_asked_from_its_own_last_command_repeats_its_command(arm):
     """act_from(obs, last command) is what the expert does in another controller's place:
-    given its own last command, it is exactly what it commanded."""
-    task = ReachingTask("train")
+    given its own last command (every active arm's joints), it is exactly what it
+    commanded."""
+    task = ReachingTask("train", arm=arm)
     driver, twin = make_demonstrator("expert"), make_demonstrator("expert")
     task.reset(seed=SEEDS[1])
     driver.reset(task.episode, seed=1)
@@ -209,6 +211,23 @@ def test_mberil_eval_expert_query_reports_by_outcome(run_dir, tmp_path, capsys):
     ok = [e["expert_z"] for e in policy["episodes"] if e["success"]]
     assert policy["summary"]["expert_z_success"] == (float(np.median(ok)) if ok else None)
     assert "expert_z" not in by["expert"]["summary"]  # baselines are not queried
+
+
+def test_mberil_eval_runs_a_checkpoint_on_the_arms_it_was_trained_for(tmp_path, capsys):
+    """No --arm: a both-arms policy runs on both arms, and the expert it is asked against
+    commands both (act_from reads every active arm's last command)."""
+    ds = tiny_dataset(tmp_path, expert=3, suboptimal=0, arm="both")
+    run = bc_run(tmp_path, "both", ds, 2, "eval_episodes=1", "algo.network.backbone=mlp",
+                 net=TINY_NET)
+    out = tmp_path / "b.json"
+    assert main(["eval", str(run), "--episodes", "1", "--workers", "1", "--expert-query",
+                 "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["arm"] == "both"
+    assert report["results"][0]["episodes"][0]["expert_z"] > 0
+    capsys.readouterr()
+    assert main(["eval", str(run), "--episodes", "1", "--arm", "right"]) == 2
+    assert "policy controls joints" in capsys.readouterr().err.strip().splitlines()[-1]
 
 
 def test_mberil_eval_bad_input_is_one_line(tmp_path, capsys):

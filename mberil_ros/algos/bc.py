@@ -31,7 +31,7 @@ from mberil_ros.algos.common import (
 )
 from mberil_ros.algos.data import Batch, DataConfig, OfflineData, masked_mean
 from mberil_ros.models.config import PolicyConfig, to_dict
-from mberil_ros.models.heads import TanhGaussianPolicy
+from mberil_ros.models.heads import TanhGaussianPolicy, pre_tanh
 from mberil_ros.settings import from_mapping
 
 
@@ -136,8 +136,7 @@ TAIL_Z = 2.5758
 
 def expert_z(mu: torch.Tensor, log_std: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
     """|atanh(a) - mu| / sigma per step and joint: where an action lies under the policy."""
-    pre = torch.atanh(act.clamp(-1 + 1e-6, 1 - 1e-6))
-    return ((pre - mu) * torch.exp(-log_std)).abs()
+    return ((pre_tanh(act) - mu) * torch.exp(-log_std)).abs()
 
 
 @torch.no_grad()

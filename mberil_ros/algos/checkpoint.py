@@ -165,6 +165,21 @@ def resolve(path: Path) -> Path:
                     "checkpoints/last link)")
 
 
+def arm(checkpoint: Path) -> str:
+    """The arm mode a checkpoint's policy was trained for (its policy_config.json joints)."""
+    from mberil_ros.sim.spaces import arm_of
+
+    config_path = resolve(checkpoint) / POLICY_CONFIG
+    try:
+        joints = json.loads(config_path.read_text())["joint_names"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise UserError(f"{config_path}: cannot read the policy's joints ({exc})") from None
+    mode = arm_of(joints)
+    if mode is None:
+        raise UserError(f"{config_path}: joints {joints} are not one arm or both in order")
+    return mode
+
+
 def load_weights(checkpoint: Path) -> dict[str, torch.Tensor]:
     try:
         return load_file(str(checkpoint / WEIGHTS))
@@ -172,12 +187,14 @@ def load_weights(checkpoint: Path) -> dict[str, torch.Tensor]:
         raise UserError(f"{checkpoint / WEIGHTS}: unreadable weights ({exc})") from None
 
 
-def load_training_state(checkpoint: Path) -> dict[str, Any]:
+def load_training_state(checkpoint: Path, mmap: bool = False) -> dict[str, Any]:
+    """The resume state. ``mmap``: tensors (the optimizers' moments, as large as the
+    weights twice over) stay on disk until read, for callers after a few counters."""
     path = checkpoint / TRAINING_STATE
     if not path.is_file():
         raise UserError(f"{path}: missing (a policy-only export cannot be resumed)")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as exc:  # noqa: BLE001
         raise UserError(f"{path}: unreadable training state ({exc})") from None
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from mberil_ros.errors import UserError
 from mberil_ros.eval.closed_loop import BASELINES, EVAL_SEED_BASE, Evaluator, summarize
 from mberil_ros.eval.table import text_table
+from mberil_ros.sim.spaces import ARMS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,7 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--episodes", type=int, default=100, help="episodes per suite (100)")
     parser.add_argument("--seed", type=int, default=0,
                         help=f"episode i uses layout seed {EVAL_SEED_BASE} + SEED + i (0)")
-    parser.add_argument("--arm", default="right", help="right | left | both (right)")
+    parser.add_argument("--arm", choices=ARMS,
+                        help="the arm(s) to run (default: the first checkpoint's; right for "
+                        "the baselines alone)")
     parser.add_argument("--workers", type=int, default=0,
                         help="worker processes (0: one per CPU core)")
     parser.add_argument("--layouts", metavar="FILE.yaml",
@@ -78,6 +81,11 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--episodes must be >= 1, got {args.episodes}")
     if args.seed < 0:
         raise UserError(f"--seed must be >= 0, got {args.seed}")
+    if args.arm is None:
+        from mberil_ros.algos.checkpoint import arm
+
+        policy = next((c for c in args.checkpoints if c not in BASELINES), None)
+        args.arm = arm(Path(policy)) if policy else "right"
     layouts = args.layouts
     if layouts:
         if args.suite:

@@ -66,6 +66,6 @@ def _adversarial(folder: Path) -> bool:
     """Saved after at least one adversarial iteration (its discriminator has trained)?"""
     if not (folder / ckpt.TRAINING_STATE).is_file():
         return False
-    state = ckpt.load_training_state(folder)
+    state = ckpt.load_training_state(folder, mmap=True)
     warm = state.get("warm_step")
     return warm is not None and int(state["step"]) > int(warm)

@@ -21,6 +21,11 @@ _LOG_2PI = math.log(2 * math.pi)
 _ACT_EPS = 1e-6
 
 
+def pre_tanh(action: torch.Tensor) -> torch.Tensor:
+    """atanh of an action in [-1, 1], kept finite at the bounds."""
+    return torch.atanh(action.clamp(-1 + _ACT_EPS, 1 - _ACT_EPS))
+
+
 def gaussian_log_prob_per_dim(x: torch.Tensor, mu: torch.Tensor, log_std: torch.Tensor
                               ) -> torch.Tensor:
     """ln N(x; mu, sigma) per dimension."""
@@ -87,7 +92,7 @@ class TanhGaussianPolicy(nn.Module):
     def log_prob_from_params(mu: torch.Tensor, log_std: torch.Tensor, action: torch.Tensor
                              ) -> torch.Tensor:
         """Exact log density of a in (-1,1)^d: log N(atanh a) - sum log(1 - a^2)."""
-        pre = torch.atanh(action.clamp(-1 + _ACT_EPS, 1 - _ACT_EPS))
+        pre = pre_tanh(action)
         return tanh_gaussian_log_prob(pre, mu, log_std)
 
     def log_prob(self, obs: torch.Tensor, prev_act: torch.Tensor | None,
