@@ -20,6 +20,7 @@ from pathlib import Path
 from mberil_ros.data.config import load_config
 from mberil_ros.data.converter import convert
 from mberil_ros.paths import config_file
+from mberil_ros.sim.spaces import ARMS
 
 SETTING = re.compile(r"^[A-Za-z_][\w.]*=")  # a config override, not a bag path
 
@@ -38,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timestamps", choices=["receive", "header"],
                         help="override the config: sample at receive time or header.stamp")
     parser.add_argument("--fps", type=float, help="override the config's grid rate")
-    parser.add_argument("--arm", choices=["right", "left", "both"],
+    parser.add_argument("--arm", choices=ARMS,
                         help="override the config's arm; a bag that drives another arm is "
                         "refused")
     parser.add_argument("--episodes", choices=["auto", "markers", "bag"],

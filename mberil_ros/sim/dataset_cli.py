@@ -17,7 +17,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from mberil_ros.errors import UserError
-from mberil_ros.sim.spaces import SETTLE_TICKS
+from mberil_ros.sim.spaces import ARMS, SETTLE_TICKS
 from mberil_ros.sim.suites import ALL_SUITES
 
 # Layout seeds of datasets stay below the evaluation seeds (eval/closed_loop.py: 10^6+).
@@ -35,7 +35,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "PU learning (default 0.25)")
     p.add_argument("--suite", default="train", choices=sorted(ALL_SUITES),
                    help="task suite the layouts are drawn from (default train)")
-    p.add_argument("--arm", default="right", choices=("right", "left", "both"))
+    p.add_argument("--arm", default="right", choices=ARMS)
     p.add_argument("--seed", type=int, default=0,
                    help=f"first layout seed (default 0; data seeds stay < {MAX_DATA_SEED})")
     p.add_argument("--settle-ticks", type=int, default=SETTLE_TICKS, metavar="N",
