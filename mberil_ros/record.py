@@ -47,7 +47,8 @@ class RecordOptions:
     suboptimal_episodes: int = setting(5, "episodes by the sub-optimal demonstrators "
                                        "(label: suboptimal)")
     suite: str = setting("train", "task suite: train | heldout_init | heldout_obstacles "
-                         "(or shift_fit | shift_check | shift_beside)")
+                         "(or a shift check: shift_fit | shift_check | shift_beside | "
+                         "shift_init_fit | shift_init_check)")
     seed: int = setting(0, "seed of the first episode (later ones use seed+1, seed+2, ...)")
     arm: str = setting("right", "driven arm: right | left | both")
     storage: str = setting("mcap", "rosbag2 storage: mcap | sqlite3")

@@ -107,6 +107,32 @@ def test_batches_start_at_the_episode_start_with_a_mask(recorded):
     assert e.expert.all()
 
 
+def test_cropped_sequences_are_episode_suffixes_with_their_own_steps(recorded):
+    """history_crop: a cropped row is its episode from a later step on (every array shifted
+    together, the mask as long as what is left); crop 0 leaves sample() as it was."""
+    data = recorded
+    train = data.train
+    b = data.sample("expert", 64, torch.Generator().manual_seed(1), crop=1.0)
+    starts_seen = 0
+    for i in range(64):
+        n = int(b.mask[i].sum())
+        assert b.mask[i, :n].all() and not b.mask[i, n:].any()
+        # find the episode and step the row begins at
+        r, s = next((int(r), s) for r in train.index["expert"]
+                    for s in range(int(train.length[r]))
+                    if torch.equal(train.obs[r, s], b.obs[i, 0]))
+        assert n == int(train.length[r]) - s
+        for key in ("obs", "act", "prev_act", "next_obs", "next_prev_act"):
+            assert torch.equal(getattr(b, key)[i, :n], getattr(train, key)[r, s:s + n]), key
+        starts_seen += s > 0
+    assert starts_seen > 48  # nearly every row starts later (s = 0 has chance 1 / length)
+    plain = data.sample("expert", 8, torch.Generator().manual_seed(2))
+    same = data.sample("expert", 8, torch.Generator().manual_seed(2), crop=0.0)
+    assert torch.equal(plain.obs, same.obs) and torch.equal(plain.mask, same.mask)
+    with pytest.raises(ValueError, match="history_crop"):
+        DataConfig(history_crop=1.5)
+
+
 def test_step_batches_draw_valid_steps_of_the_label_uniformly(recorded):
     data = recorded
     g = torch.Generator().manual_seed(0)

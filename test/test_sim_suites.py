@@ -71,6 +71,22 @@ def test_shift_suites_repeat_the_obstacle_shift_inside_train():
     assert not set(SHIFT_SUITES) & set(SUITES)
 
 
+def test_init_shift_suites_repeat_the_start_pose_shift_inside_train():
+    """shift_init_fit / shift_init_check: starts inside train's box, apart in J0 and J1 only
+    (the joints heldout_init shifts), the check on heldout_init's side; train's obstacles."""
+    train, held = SUITES["train"], SUITES["heldout_init"]
+    fit, check = SHIFT_SUITES["shift_init_fit"], SHIFT_SUITES["shift_init_check"]
+    for suite in (fit, check):
+        assert train.init_offset.contains(suite.init_offset.lo)
+        assert train.init_offset.contains(suite.init_offset.hi)
+        assert suite.init_offset.disjoint(held.init_offset)
+        assert (suite.obstacle, suite.target) == (train.obstacle, train.target)
+    assert check.init_offset.disjoint_axes(fit.init_offset) == [0, 1]
+    assert held.init_offset.disjoint_axes(train.init_offset) == [0, 1]
+    assert all(check.init_offset.hi[j] < fit.init_offset.lo[j] for j in (0, 1))
+    assert all(h < 0 for h in held.init_offset.hi[:2])  # the same (negative) side
+
+
 def test_samples_lie_in_their_suites_regions():
     for name, suite in ALL_SUITES.items():
         task = ReachingTask(name, seed=5)
@@ -89,6 +105,8 @@ def test_samples_lie_in_their_suites_regions():
                 n_obstacles += 1
             if name == "heldout_init":
                 assert not other.init_offset.contains(off)
+            if name == "shift_init_check":
+                assert not SHIFT_SUITES["shift_init_fit"].init_offset.contains(off)
             if name in ("heldout_obstacles", "shift_check", "shift_beside"):
                 fit = other if name == "heldout_obstacles" else SHIFT_SUITES["shift_fit"]
                 assert all(not fit.obstacle.contains(obstacle_params(o)) for o in e.obstacles)

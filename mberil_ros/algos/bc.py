@@ -82,10 +82,11 @@ def build_policy(net: NetworkConfig, data: OfflineData) -> TanhGaussianPolicy:
 
 def expert_batch(data: OfflineData, backbone: str, episodes: int, steps: int,
                  gen: torch.Generator) -> Batch:
-    """BC's batch: whole episodes for a history encoder, i.i.d. steps for the MLP."""
+    """BC's batch: whole episodes for a history encoder (some cropped to a later start:
+    DataConfig.history_crop), i.i.d. steps for the MLP."""
     if backbone == "mlp":
         return data.sample_steps("expert", steps, gen)
-    return data.sample("expert", episodes, gen)
+    return data.sample("expert", episodes, gen, crop=data.cfg.history_crop)
 
 
 def cosine_lr(lr: float, step: int, decay_steps: int) -> float:

@@ -5,6 +5,8 @@ infer": a recurrent policy deployed from the episode start sees exactly these pr
 whole episodes, padded at the end, with a mask. Padding is causal-safe (Mamba and the MLP
 encoder never let a later token change an earlier latent), so padded steps only need to be
 left out of the losses. ``max_seq_len`` turns long episodes into prefixes from the start.
+The one exception is opt-in: ``history_crop`` lets behaviour cloning start some sequences
+at a later step, with a fresh history (an augmentation, measured in docs/learning.md).
 
 Normalization, the action representation and the previous-action token are the codec's
 (codec.py), fitted on the training split only and exported as normalization.json.
@@ -52,6 +54,11 @@ class DataConfig:
     #   (algos/distractors.py); 0: off. 0.5 helps the mlp backbone on the obstacle shift
     #   test and hurts the mamba there (docs/learning.md), so it is opt-in
     distractor_sets: int = 8  # distractor sets drawn per training episode at load time
+    history_crop: float = 0.0  # probability that a behaviour-cloning sequence (warm start and
+    #   anchor; whole-episode backbones) starts at a random step of its episode with a fresh
+    #   history instead of at the episode start, so that the history encoder's first steps
+    #   are fitted on states from every phase of a reach, not only on the recorded start
+    #   poses (docs/learning.md); 0: off
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.val_fraction < 1.0:
@@ -71,12 +78,16 @@ class DataConfig:
         if self.distractor_sets < 1:
             raise ValueError(f"DataConfig.distractor_sets must be >= 1, got "
                              f"{self.distractor_sets}")
+        if not 0.0 <= self.history_crop <= 1.0:
+            raise ValueError(f"DataConfig.history_crop must be in [0, 1], got "
+                             f"{self.history_crop}")
 
 
 @dataclass
 class Batch:
-    """Sequences from the episode start, all normalized by the codec: obs/next_obs
-    (B, T, obs_dim), act (B, T, act_dim) in (-1, 1), prev_act (B, T, act_dim) the
+    """Sequences from the episode start (or, cropped, from a later step), all normalized by
+    the codec: obs/next_obs (B, T, obs_dim), act (B, T, act_dim) in (-1, 1), prev_act
+    (B, T, act_dim) the
     previous-action token of each step and next_prev_act that of the step after (the token
     that goes with next_obs), mask (B, T) bool (False on padding), expert (B,) bool."""
 
@@ -125,12 +136,22 @@ class EpisodeSet:
     def steps(self, label: str) -> int:
         return int(self.length[self.index[label]].sum())
 
-    def gather(self, rows: torch.Tensor) -> Batch:
-        t = int(self.length[rows].max())  # trim the padding no row in this batch needs
-        mask = torch.arange(t)[None, :] < self.length[rows][:, None]
-        return Batch(self.obs[rows, :t], self.act[rows, :t], self.prev_act[rows, :t],
-                     self.next_obs[rows, :t], self.next_prev_act[rows, :t], mask,
-                     self.expert[rows])
+    def gather(self, rows: torch.Tensor, starts: torch.Tensor | None = None) -> Batch:
+        """Episodes ``rows`` from their start, or from step ``starts`` (per row) on: the
+        sequence then begins there, as if the episode had."""
+        if starts is None:
+            t = int(self.length[rows].max())  # trim the padding no row in this batch needs
+            mask = torch.arange(t)[None, :] < self.length[rows][:, None]
+            return Batch(self.obs[rows, :t], self.act[rows, :t], self.prev_act[rows, :t],
+                         self.next_obs[rows, :t], self.next_prev_act[rows, :t], mask,
+                         self.expert[rows])
+        length = self.length[rows] - starts
+        t = int(length.max())
+        steps = (starts[:, None] + torch.arange(t)[None, :]).clamp(max=self.obs.shape[1] - 1)
+        pick = lambda x: x[rows[:, None], steps]  # noqa: E731
+        mask = torch.arange(t)[None, :] < length[:, None]
+        return Batch(pick(self.obs), pick(self.act), pick(self.prev_act), pick(self.next_obs),
+                     pick(self.next_prev_act), mask, self.expert[rows])
 
     def gather_steps(self, pairs: torch.Tensor) -> Batch:
         """Single steps (``pairs``: (n, 2) rows of (episode row, step)) as length-1 sequences."""
@@ -252,12 +273,18 @@ class OfflineData:
         return self.train if name == "train" else self.val
 
     def sample(self, label: str, batch_size: int, generator: torch.Generator,
-               split: str = "train") -> Batch:
-        """``batch_size`` episodes (with replacement) of ``label`` from ``split``."""
+               split: str = "train", crop: float = 0.0) -> Batch:
+        """``batch_size`` episodes (with replacement) of ``label`` from ``split``; with
+        probability ``crop`` per row, from a uniformly drawn later step on instead."""
         episodes = self.split(split)
         ids = self._pool(episodes.index, label, split, "episodes")
         rows = ids[torch.randint(len(ids), (batch_size,), generator=generator)]
-        return self._augment(episodes.gather(rows), rows, split, generator)
+        starts = None
+        if crop > 0:
+            later = (torch.rand(batch_size, generator=generator) * episodes.length[rows]).long()
+            cut = torch.rand(batch_size, generator=generator) < crop
+            starts = torch.where(cut, later, torch.zeros_like(later))
+        return self._augment(episodes.gather(rows, starts), rows, split, generator)
 
     def sample_steps(self, label: str, n: int, generator: torch.Generator,
                      split: str = "train") -> Batch:

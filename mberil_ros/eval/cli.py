@@ -41,7 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--suite", action="append", metavar="NAME",
                         help="task suite (repeatable; default train; 'all': train, "
                              "heldout_init, heldout_obstacles; shift_fit / shift_check / "
-                             "shift_beside: the obstacle-shift checks inside train's region)")
+                             "shift_beside: the obstacle-shift checks inside train's region; "
+                             "shift_init_fit / shift_init_check: the start-pose one)")
     parser.add_argument("--episodes", type=int, default=100, help="episodes per suite (100)")
     parser.add_argument("--seed", type=int, default=0,
                         help=f"episode i uses layout seed {EVAL_SEED_BASE} + SEED + i (0)")

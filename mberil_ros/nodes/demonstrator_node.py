@@ -39,7 +39,8 @@ from mberil_ros.sim.spaces import LARM_JOINTS, RARM_JOINTS, TOPICS, observation_
 @dataclass
 class DemonstratorNodeParameters:
     suite: str = setting("train", "task suite: train | heldout_init | heldout_obstacles "
-                         "(or shift_fit | shift_check | shift_beside)")
+                         "(or a shift check: shift_fit | shift_check | shift_beside | "
+                         "shift_init_fit | shift_init_check)")
     seed: int = setting(0, "seed of the first episode; episode k uses seed + k")
     arm: str = setting("right", "driven arm: right | left | both")
     expert_episodes: int = setting(10, "episodes run by the scripted expert (label expert)")

@@ -62,7 +62,8 @@ LATCHED = QoSProfile(depth=100, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 @dataclass
 class SimNodeParameters:
     suite: str = setting("train", "task suite of the next episode: train | heldout_init | "
-                         "heldout_obstacles (or shift_fit | shift_check | shift_beside)")
+                         "heldout_obstacles (or a shift check: shift_fit | shift_check | "
+                         "shift_beside | shift_init_fit | shift_init_check)")
     seed: int = setting(0, "layout seed of the next episode; incremented after each reset")
     arm: str = setting("right", "driven arm: right | left | both")
     layouts_file: str = setting("", "YAML of user layouts (docs/task.md); episodes cycle "

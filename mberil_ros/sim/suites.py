@@ -10,7 +10,8 @@ checks this):
   train's outer side) and taller than any train obstacle (top height disjoint), 1-3 of them.
 
 ``SHIFT_SUITES`` (``shift_fit`` / ``shift_check``) repeat that obstacle shift inside train's
-own obstacle box, for validating design choices without the held-out suites.
+own obstacle box, and ``shift_init_fit`` / ``shift_init_check`` the start-pose shift inside
+train's start box, for validating design choices without the held-out suites.
 
 Every suite keeps the target at least ``MIN_START_TARGET_DISTANCE`` from the start hand and
 inside the arm's comfortable reach, and (with probability ``on_path``) puts a box or sphere
@@ -135,12 +136,22 @@ _OBST_SHIFT_CHECK = Box((0.18, -0.34, 0.10, 0.020), (0.50, -0.26, 0.13, 0.035))
 # shift_beside: the same obstacles, but never within the expert's planning clearance of the
 # straight way (most held-out failures are layouts where nothing blocks the way).
 _BESIDE_CLEARANCE = 0.075
+# The start-pose shift of heldout_init in miniature, inside train's start box: fit on J0, J1
+# offsets >= 0, check on the outward yaw / forward raise side beyond a 0.06 rad gap (as
+# heldout_init lies 0.06 rad beyond train's edge).
+_INIT_SHIFT_FIT = Box((0.0, 0.0, -0.12, -0.12, -0.12, -0.12), (0.12, 0.12, 0.12, 0.12, 0.12, 0.12))
+_INIT_SHIFT_CHECK = Box((-0.12, -0.12, -0.12, -0.12, -0.12, -0.12),
+                        (-0.06, -0.06, 0.12, 0.12, 0.12, 0.12))
 SHIFT_SUITES: dict[str, Suite] = {
     "shift_fit": Suite("shift_fit", _INIT_TRAIN, TARGET, _OBST_SHIFT_FIT, (0, MAX_OBSTACLES)),
     "shift_check": Suite("shift_check", _INIT_TRAIN, TARGET, _OBST_SHIFT_CHECK,
                          (1, MAX_OBSTACLES)),
     "shift_beside": Suite("shift_beside", _INIT_TRAIN, TARGET, _OBST_SHIFT_CHECK,
                           (1, MAX_OBSTACLES), on_path=0.0, way_clearance=_BESIDE_CLEARANCE),
+    "shift_init_fit": Suite("shift_init_fit", _INIT_SHIFT_FIT, TARGET, _OBST_TRAIN,
+                            (0, MAX_OBSTACLES)),
+    "shift_init_check": Suite("shift_init_check", _INIT_SHIFT_CHECK, TARGET, _OBST_TRAIN,
+                              (0, MAX_OBSTACLES)),
 }
 # every suite a task, a dataset or an evaluation may name
 ALL_SUITES: dict[str, Suite] = {**SUITES, **SHIFT_SUITES}
