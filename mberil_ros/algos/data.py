@@ -87,9 +87,9 @@ class DataConfig:
 class Batch:
     """Sequences from the episode start (or, cropped, from a later step), all normalized by
     the codec: obs/next_obs (B, T, obs_dim), act (B, T, act_dim) in (-1, 1), prev_act
-    (B, T, act_dim) the
-    previous-action token of each step and next_prev_act that of the step after (the token
-    that goes with next_obs), mask (B, T) bool (False on padding), expert (B,) bool."""
+    (B, T, act_dim) the previous-action token of each step and next_prev_act that of the
+    step after (the token that goes with next_obs), mask (B, T) bool (False on padding),
+    expert (B,) bool."""
 
     obs: torch.Tensor
     act: torch.Tensor
