@@ -51,17 +51,25 @@ def test_heldout_regions_do_not_overlap_train():
         assert a.obstacle.disjoint(b.obstacle) or a.obstacle == b.obstacle
 
 
+def _inside_train_apart_from(suite, held, region: str) -> None:
+    """A shift suite's ``region`` box (init_offset or obstacle) lies inside train's and apart
+    from the held-out suite's; its other regions are train's."""
+    train = SUITES["train"]
+    box = getattr(suite, region)
+    assert getattr(train, region).contains(box.lo)
+    assert getattr(train, region).contains(box.hi)
+    assert box.disjoint(getattr(held, region))
+    for other in {"init_offset", "obstacle", "target"} - {region}:
+        assert getattr(suite, other) == getattr(train, other), other
+
+
 def test_shift_suites_repeat_the_obstacle_shift_inside_train():
     """shift_fit / shift_check: both inside train's obstacle box (so neither ever draws a
     held-out obstacle), apart from each other in y and top like train and heldout_obstacles,
     with train's starts and targets."""
-    train, held = SUITES["train"], SUITES["heldout_obstacles"]
     fit, check = SHIFT_SUITES["shift_fit"], SHIFT_SUITES["shift_check"]
     for suite in (fit, check):
-        assert train.obstacle.contains(suite.obstacle.lo)
-        assert train.obstacle.contains(suite.obstacle.hi)
-        assert suite.obstacle.disjoint(held.obstacle)
-        assert (suite.init_offset, suite.target) == (train.init_offset, train.target)
+        _inside_train_apart_from(suite, SUITES["heldout_obstacles"], "obstacle")
     axes = check.obstacle.disjoint_axes(fit.obstacle)
     assert Y in axes and TOP in axes and HALF not in axes
     # the check side is the held-out side: nearer the body and taller
@@ -77,10 +85,7 @@ def test_init_shift_suites_repeat_the_start_pose_shift_inside_train():
     train, held = SUITES["train"], SUITES["heldout_init"]
     fit, check = SHIFT_SUITES["shift_init_fit"], SHIFT_SUITES["shift_init_check"]
     for suite in (fit, check):
-        assert train.init_offset.contains(suite.init_offset.lo)
-        assert train.init_offset.contains(suite.init_offset.hi)
-        assert suite.init_offset.disjoint(held.init_offset)
-        assert (suite.obstacle, suite.target) == (train.obstacle, train.target)
+        _inside_train_apart_from(suite, held, "init_offset")
     assert check.init_offset.disjoint_axes(fit.init_offset) == [0, 1]
     assert held.init_offset.disjoint_axes(train.init_offset) == [0, 1]
     assert all(check.init_offset.hi[j] < fit.init_offset.lo[j] for j in (0, 1))

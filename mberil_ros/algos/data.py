@@ -140,13 +140,9 @@ class EpisodeSet:
         """Episodes ``rows`` from their start, or from step ``starts`` (per row) on: the
         sequence then begins there, as if the episode had."""
         if starts is None:
-            t = int(self.length[rows].max())  # trim the padding no row in this batch needs
-            mask = torch.arange(t)[None, :] < self.length[rows][:, None]
-            return Batch(self.obs[rows, :t], self.act[rows, :t], self.prev_act[rows, :t],
-                         self.next_obs[rows, :t], self.next_prev_act[rows, :t], mask,
-                         self.expert[rows])
+            starts = torch.zeros_like(rows)
         length = self.length[rows] - starts
-        t = int(length.max())
+        t = int(length.max())  # trim the padding no row in this batch needs
         steps = (starts[:, None] + torch.arange(t)[None, :]).clamp(max=self.obs.shape[1] - 1)
         pick = lambda x: x[rows[:, None], steps]  # noqa: E731
         mask = torch.arange(t)[None, :] < length[:, None]
