@@ -234,9 +234,9 @@ class Plan:
         for name, d in self.cfg.datasets.items():
             out.append((self.dataset(name), _mberil(
                 "sim-dataset", str(self.dataset(name)), "--expert", str(d["expert"]),
-                "--suboptimal", str(d.get("suboptimal", 0)), "--expert-fraction",
-                str(d.get("expert_fraction", 0.0)), "--seed", str(d.get("seed", 0)),
-                *(["--suite", d["suite"]] if "suite" in d else []), *_settle(d))))
+                "--suboptimal", str(d.get("suboptimal", 0)), "--seed", str(d.get("seed", 0)),
+                *_passed(d, "expert_fraction", "--expert-fraction"),
+                *_passed(d, "suite", "--suite"), *_settle(d))))
         t = self.cfg.test
         for path in self.test_sets():
             out.append((path, _mberil(
@@ -311,10 +311,16 @@ def _run_logged(argv: list[str], log: Path) -> None:
         raise UserError(f"`{shlex.join(argv[2:6])} ...` failed (exit {code}); see {log}")
 
 
+def _passed(spec: dict, key: str, flag: str) -> list[str]:
+    """``flag VALUE`` when the config sets ``key``; absent, sim-dataset's own default applies
+    (one default per setting, the same with and without compare)."""
+    return [flag, str(spec[key])] if key in spec else []
+
+
 def _settle(spec: dict) -> list[str]:
     """sim-dataset's --settle-ticks when a dataset (or the test sets) pins it; absent: the
     default (spaces.SETTLE_TICKS)."""
-    return ["--settle-ticks", str(spec["settle_ticks"])] if "settle_ticks" in spec else []
+    return _passed(spec, "settle_ticks", "--settle-ticks")
 
 
 def _make_dataset(item: tuple[Path, list[str]]) -> None:

@@ -208,6 +208,15 @@ def test_settle_ticks_pins_the_datasets_and_test_sets_that_name_it(tmp_path):
     assert flag(commands["b"]) is None  # sim-dataset's default
 
 
+def test_expert_fraction_is_passed_only_when_set(tmp_path):
+    path = config(tmp_path, datasets="{a: {expert: 2, suboptimal: 4, expert_fraction: 0.5}, "
+                                     "b: {expert: 2, suboptimal: 4}}", alpha_ablation="[]")
+    plan = Plan(load_config(path), argparse.Namespace(device=None, launcher=""))
+    commands = {p.name: argv for p, argv in plan.dataset_commands()}
+    assert commands["a"][commands["a"].index("--expert-fraction") + 1] == "0.5"
+    assert "--expert-fraction" not in commands["b"]  # sim-dataset's default, as without compare
+
+
 @pytest.mark.parametrize("extra,needle", [
     ({"nonsense": "1"}, "unknown config key 'nonsense'"),
     ({"eval_checkpoint": "worst"}, "eval_checkpoint: expected best or last, got 'worst'"),
