@@ -193,28 +193,29 @@ def test_a_job_whose_warm_start_is_missing_is_refused_in_one_line(tmp_path, caps
     assert len(err) == 1 and "warm start pure/bc-mlp-state/seed0 is neither trained" in err[0]
 
 
+def _dataset_flags(path: Path, flag: str) -> dict[str, str | None]:
+    """The value of sim-dataset's ``flag`` in each dataset / test-set command of a compare
+    config; None where compare leaves it to sim-dataset's default."""
+    plan = Plan(load_config(path), argparse.Namespace(device=None, launcher=""))
+    return {p.name: argv[argv.index(flag) + 1] if flag in argv else None
+            for p, argv in plan.dataset_commands()}
+
+
 def test_settle_ticks_pins_the_datasets_and_test_sets_that_name_it(tmp_path):
     path = config(tmp_path, datasets="{a: {expert: 2, settle_ticks: 7}, b: {expert: 2}}",
                   test="{episodes: 2, settle_ticks: 9, suites: [heldout_init]}",
                   alpha_ablation="[]")
-    cfg = load_config(path)
-    plan = Plan(cfg, argparse.Namespace(device=None, launcher=""))
-    commands = {p.name: argv for p, argv in plan.dataset_commands()}
-
-    def flag(argv: list[str]) -> str | None:
-        return argv[argv.index("--settle-ticks") + 1] if "--settle-ticks" in argv else None
-
-    assert flag(commands["a"]) == "7" and flag(commands["heldout_init"]) == "9"
-    assert flag(commands["b"]) is None  # sim-dataset's default
+    flags = _dataset_flags(path, "--settle-ticks")
+    assert flags["a"] == "7" and flags["heldout_init"] == "9"
+    assert flags["b"] is None  # sim-dataset's default
 
 
 def test_expert_fraction_is_passed_only_when_set(tmp_path):
     path = config(tmp_path, datasets="{a: {expert: 2, suboptimal: 4, expert_fraction: 0.5}, "
                                      "b: {expert: 2, suboptimal: 4}}", alpha_ablation="[]")
-    plan = Plan(load_config(path), argparse.Namespace(device=None, launcher=""))
-    commands = {p.name: argv for p, argv in plan.dataset_commands()}
-    assert commands["a"][commands["a"].index("--expert-fraction") + 1] == "0.5"
-    assert "--expert-fraction" not in commands["b"]  # sim-dataset's default, as without compare
+    flags = _dataset_flags(path, "--expert-fraction")
+    assert flags["a"] == "0.5"
+    assert flags["b"] is None  # sim-dataset's default, as without compare
 
 
 @pytest.mark.parametrize("extra,needle", [
