@@ -1,9 +1,11 @@
-"""Shared test set-up: isolate DDS discovery so parallel runs never see each other's nodes."""
+"""Shared test set-up: isolate DDS discovery so parallel runs never see each other's nodes,
+and keep temporary files out of the machine's /tmp."""
 
 from __future__ import annotations
 
 import os
 import random
+import tempfile
 
 import pytest
 
@@ -23,3 +25,19 @@ def fresh_ros_domain(monkeypatch):
         monkeypatch.setenv("ROS_DOMAIN_ID", str(next(_domains)))
     except StopIteration:  # more ROS tests than domains left: reuse the session's
         pass
+
+
+@pytest.fixture(scope="session", autouse=True)
+def scratch_tmpdir(tmp_path_factory):
+    """Temporary files of the code under test and of its child processes (launch_ros's
+    launch_params_* files, torchrun's torchelastic_* folders: neither deletes them) go to
+    pytest's own temporary folder, which pytest rotates, instead of piling up in /tmp."""
+    path = str(tmp_path_factory.mktemp("tmpdir"))
+    saved_env, saved_dir = os.environ.get("TMPDIR"), tempfile.tempdir
+    os.environ["TMPDIR"], tempfile.tempdir = path, path
+    yield path
+    tempfile.tempdir = saved_dir
+    if saved_env is None:
+        os.environ.pop("TMPDIR", None)
+    else:
+        os.environ["TMPDIR"] = saved_env
