@@ -9,7 +9,7 @@ import torch
 from algos_tester import tiny_data, tiny_mberil_config
 from torch import nn
 
-from mberil_ros.algos.bc import CALIBRATED_Z, TAIL_Z, evaluate_policy_fit, expert_z
+from mberil_ros.algos.bc import CALIBRATED_Z, TAIL_Z, TRIM_SHARE, evaluate_policy_fit, expert_z
 from mberil_ros.algos.offline_mberil import OfflineMBERIL
 
 
@@ -58,4 +58,22 @@ def test_policy_fit_reports_the_median_z_of_the_held_out_expert_actions(data):
     assert broader["pi_expert_z"] == pytest.approx(fit["pi_expert_z"] / math.e, rel=1e-4)
     assert broader["nll_pi"] != pytest.approx(fit["nll_pi"])
     assert broader["pi_expert_tail"] <= fit["pi_expert_tail"]
-    assert {"nll_pi", "pi_expert_z", "pi_expert_tail"} <= set(algo.evaluate())
+    assert {"nll_pi", "nll_pi_trim", "pi_expert_z", "pi_expert_tail"} <= set(algo.evaluate())
+
+
+def test_the_trimmed_nll_leaves_out_only_the_worst_steps(data):
+    algo = OfflineMBERIL(tiny_mberil_config(), data, "cpu", 0)
+    with torch.no_grad():
+        nll = torch.cat([-algo.policy.log_prob(b.obs, b.prev_act, b.act)[b.mask]
+                         for b in data.batches("expert", 4)]).double()
+    fit = evaluate_policy_fit(algo.policy, data, 4, torch.device("cpu"))
+    dropped = math.ceil(TRIM_SHARE * nll.numel())
+    assert nll.numel() > 10 * dropped
+    assert fit["nll_pi"] == pytest.approx(float(nll.mean()), rel=1e-6)
+    assert fit["nll_pi_trim"] == pytest.approx(float(nll.sort().values[:-dropped].mean()),
+                                               rel=1e-6)
+    # one step made far worse moves the mean and leaves the trimmed mean where it was
+    worst = nll.clone()
+    worst[worst.argmax()] += 1e4
+    assert float(worst.mean()) > fit["nll_pi"] + 1e4 / nll.numel() * 0.99
+    assert float(worst.sort().values[:-dropped].mean()) == pytest.approx(fit["nll_pi_trim"])

@@ -133,6 +133,9 @@ def bc_loss(policy: TanhGaussianPolicy, batch: Batch, mse_weight: float,
 # pi's sigmas) and 1 % beyond TAIL_Z
 CALIBRATED_Z = 0.6745
 TAIL_Z = 2.5758
+# nll_pi_trim leaves out this share of the steps (at least one), the worst under pi: on unseen
+# start poses a few steps thousands of nats deep decide the plain mean (docs/learning.md)
+TRIM_SHARE = 0.01
 
 
 def expert_z(mu: torch.Tensor, log_std: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
@@ -143,25 +146,26 @@ def expert_z(mu: torch.Tensor, log_std: torch.Tensor, act: torch.Tensor) -> torc
 @torch.no_grad()
 def evaluate_policy_fit(policy: TanhGaussianPolicy, data: OfflineData, eval_batch: int,
                         device: torch.device) -> dict[str, float]:
-    """On every step of the validation expert episodes: ``nll_pi`` (-mean ln pi) and
-    ``pi_expert_z`` (median over steps and joints of expert_z; CALIBRATED_Z when the expert's
-    actions are distributed like pi's samples, larger when pi is over-confident) and
-    ``pi_expert_tail`` (the share beyond TAIL_Z; 0.01 when calibrated). Where the expert's
-    actions look like pi's samples, no discriminator can tell them apart."""
-    total, steps, zs = 0.0, 0, []
+    """On every step of the validation expert episodes: ``nll_pi`` (-mean ln pi);
+    ``nll_pi_trim``, the same without the worst TRIM_SHARE of the steps; ``pi_expert_z``
+    (median over steps and joints of expert_z; CALIBRATED_Z when the expert's actions are
+    distributed like pi's samples, larger when pi is over-confident); ``pi_expert_tail``
+    (the share beyond TAIL_Z; 0.01 when calibrated). Where the expert's actions look like
+    pi's samples, no discriminator can tell them apart."""
+    nlls, zs = [], []
     was_training = policy.training
     policy.eval()
     for b in data.batches("expert", eval_batch):
         b = b.to(device)
         mu, log_std = policy(b.obs, b.prev_act)
-        logp = policy.log_prob_from_params(mu, log_std, b.act)
-        total += float((logp * b.mask).sum())
-        steps += int(b.mask.sum())
+        nlls.append(-policy.log_prob_from_params(mu, log_std, b.act)[b.mask].cpu())
         zs.append(expert_z(mu, log_std, b.act)[b.mask].flatten().cpu())
     policy.train(was_training)
+    nll = torch.cat(nlls) if nlls else torch.zeros(1)  # as before: 0.0 with no expert step
     z = torch.cat(zs) if zs else torch.full((1,), float("nan"))
-    return {"nll_pi": -total / max(steps, 1), "pi_expert_z": float(z.median()),
-            "pi_expert_tail": float((z > TAIL_Z).float().mean())}
+    kept = nll.sort().values[:max(1, nll.numel() - math.ceil(TRIM_SHARE * nll.numel()))]
+    return {"nll_pi": float(nll.double().mean()), "nll_pi_trim": float(kept.double().mean()),
+            "pi_expert_z": float(z.median()), "pi_expert_tail": float((z > TAIL_Z).float().mean())}
 
 
 @torch.no_grad()

@@ -55,7 +55,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="run every layout of this file (docs/task.md) for --arm once, "
                         "instead of sampled suites")
     parser.add_argument("--nll", action="append", default=[], metavar="DATASET",
-                        help="also the checkpoint's offline NLL_pi / NLL_m on every episode "
+                        help="also the checkpoint's offline NLL_pi (and nll_pi_trim, without "
+                        "the worst 1 %% of steps) / NLL_m on every episode "
                         "of DATASET (e.g. expert demonstrations of a held-out suite; "
                         "repeatable); past an Offline-MB-ERIL warm start also the actor "
                         "signal (actor/*, docs/algorithm.md)")
@@ -135,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
             nll = checkpoint_nll(specs[0], dataset)
             report["offline_nll"][dataset] = nll
             shown = ", ".join(f"{k} {nll[k]:{'.3f' if k.startswith('nll') else '.2g'}}" for k in (
-                "nll_pi", "pi_expert_z", "pi_expert_tail", "nll_m", "actor/q_align",
+                "nll_pi", "nll_pi_trim", "pi_expert_z", "pi_expert_tail", "nll_m", "actor/q_align",
                 "actor/q_align_top", "actor/gap_top", "actor/q_shift_top") if k in nll)
             print(f"offline NLL on {dataset}: {shown}")
     if layouts:
