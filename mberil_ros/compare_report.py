@@ -39,7 +39,7 @@ def job_numbers(eval_json: Path) -> dict[str, float]:
            if r["controller"] not in ("expert", "hold")}
     for dataset, nll in report.get("offline_nll", {}).items():
         test = Path(dataset).name
-        for key in ("nll_pi", "nll_m"):
+        for key in ("nll_pi", "nll_pi_trim", "nll_m"):
             if key in nll:
                 out[f"{key}/{test}"] = nll[key]
     return out
@@ -71,14 +71,16 @@ def write_report(plan: Any, jobs: list[Any], config_path: Path) -> Path:
     suites = eval_suites(plan.cfg)
     tests = [p.name for p in plan.test_sets()]
     header = (["dataset", "method", "seeds"] + [f"success {s}" for s in suites]
-              + [f"NLL_pi {t}" for t in tests] + [f"NLL_m {t}" for t in tests])
+              + [f"NLL_pi {t}" for t in tests] + [f"NLL_pi trim {t}" for t in tests]
+              + [f"NLL_m {t}" for t in tests])
     lines = [f"# mberil compare: {config_path}", "",
              f"Report written at commit {code_commit()}; command `mberil compare --config "
              f"{config_path}`. "
              "Success: closed loop on fresh layouts ("
              + ("`best` checkpoints, chosen on validation layouts of the train suite"
                 if plan.cfg.eval_checkpoint == "best" else "`last` checkpoints")
-             + "); NLL on expert demonstrations of the test sets (lower is better). "
+             + "); NLL on expert demonstrations of the test sets (lower is better; "
+             "NLL_pi trim: without the worst 1 % of the steps). "
              "Mean ± std over seeds.", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for (dataset, group), values in sorted(groups.items()):
@@ -86,6 +88,7 @@ def write_report(plan: Any, jobs: list[Any], config_path: Path) -> Path:
         row = ([dataset, group, str(seeds)]
                + [_cell(values.get(f"success/{s}", []), 2) for s in suites]
                + [_cell(values.get(f"nll_pi/{t}", []), 2) for t in tests]
+               + [_cell(values.get(f"nll_pi_trim/{t}", []), 2) for t in tests]
                + [_cell(values.get(f"nll_m/{t}", []), 2) for t in tests])
         lines.append("| " + " | ".join(row) + " |")
     lines += _paired_with_warm_start(jobs, per_job, suites, tests)

@@ -90,10 +90,14 @@ def test_a_job_runs_end_to_end_and_is_reused(tmp_path, capsys):
     job = out_dir / "jobs" / "mix" / "bc-mlp-state" / "seed0"
     numbers = job_numbers(job / "eval.json")
     assert set(numbers) == {"success/train", "success/heldout_init",
-                            "success/heldout_obstacles", "nll_pi/heldout_obstacles"}
+                            "success/heldout_obstacles", "nll_pi/heldout_obstacles",
+                            "nll_pi_trim/heldout_obstacles"}
+    assert numbers["nll_pi_trim/heldout_obstacles"] <= numbers["nll_pi/heldout_obstacles"]
     md = (out_dir / "results.md").read_text()
     row = next(line for line in md.splitlines() if line.startswith("| mix | bc-mlp-state |"))
-    assert f"{numbers['nll_pi/heldout_obstacles']:.2f}" in row
+    cells = [c.strip() for c in row.strip(" |").split("|")]
+    assert cells[-3:] == [f"{numbers['nll_pi/heldout_obstacles']:.2f}",
+                          f"{numbers['nll_pi_trim/heldout_obstacles']:.2f}", "-"]  # BC: no NLL_m
     assert "Not finished (9)" in md  # the other jobs of the matrix
     commit = (job / "commit.txt").read_text().strip()
     assert commit and f"Jobs ran at commit {commit} (1 jobs)." in md
