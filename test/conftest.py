@@ -33,11 +33,7 @@ def scratch_tmpdir(tmp_path_factory):
     launch_params_* files, torchrun's torchelastic_* folders: neither deletes them) go to
     pytest's own temporary folder, which pytest rotates, instead of piling up in /tmp."""
     path = str(tmp_path_factory.mktemp("tmpdir"))
-    saved_env, saved_dir = os.environ.get("TMPDIR"), tempfile.tempdir
-    os.environ["TMPDIR"], tempfile.tempdir = path, path
-    yield path
-    tempfile.tempdir = saved_dir
-    if saved_env is None:
-        os.environ.pop("TMPDIR", None)
-    else:
-        os.environ["TMPDIR"] = saved_env
+    with pytest.MonkeyPatch.context() as mp:  # session-wide, so not the monkeypatch fixture
+        mp.setenv("TMPDIR", path)
+        mp.setattr(tempfile, "tempdir", path)
+        yield path
