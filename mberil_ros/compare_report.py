@@ -37,11 +37,12 @@ def job_numbers(eval_json: Path) -> dict[str, float]:
     report = json.loads(eval_json.read_text())
     out = {f"success/{r['suite']}": r["summary"]["success"] for r in report["results"]
            if r["controller"] not in ("expert", "hold")}
-    for dataset, nll in report.get("offline_nll", {}).items():
-        test = Path(dataset).name
-        for key in ("nll_pi", "nll_pi_trim", "nll_m"):
-            if key in nll:
-                out[f"{key}/{test}"] = nll[key]
+    for per_dataset in report.get("offline_nll", {}).values():  # the job's one checkpoint
+        for dataset, nll in per_dataset.items():
+            test = Path(dataset).name
+            for key in ("nll_pi", "nll_pi_trim", "nll_m"):
+                if key in nll:
+                    out[f"{key}/{test}"] = nll[key]
     return out
 
 

@@ -36,6 +36,7 @@ from mberil_ros.settings import (
     setting_of,
 )
 from mberil_ros.sim.spaces import SETTLE_TICKS
+from mberil_ros.sim.suites import SUITE_CHOICES
 
 
 @dataclass
@@ -46,9 +47,7 @@ class RecordOptions:
     expert_episodes: int = setting(10, "episodes by the scripted expert (label: expert)")
     suboptimal_episodes: int = setting(5, "episodes by the sub-optimal demonstrators "
                                        "(label: suboptimal)")
-    suite: str = setting("train", "task suite: train | heldout_init | heldout_obstacles "
-                         "(or a shift check: shift_fit | shift_check | shift_beside | "
-                         "shift_init_fit | shift_init_check)")
+    suite: str = setting("train", "task suite: " + SUITE_CHOICES)
     seed: int = setting(0, "seed of the first episode (later ones use seed+1, seed+2, ...)")
     arm: str = setting("right", "driven arm: right | left | both")
     storage: str = setting("mcap", "rosbag2 storage: mcap | sqlite3")

@@ -80,15 +80,38 @@ def test_mberil_eval_reports_offline_nll(setup, tmp_path, capsys):
                  "1", "--nll", str(test), "--json", str(out)]) == 0
     assert f"offline NLL on {test}: nll_pi" in capsys.readouterr().out
     report = json.loads(out.read_text())
-    assert report["offline_nll"][str(test)] == pytest.approx(checkpoint_nll(checkpoint, test))
+    assert list(report["offline_nll"]) == [str(checkpoint.resolve())]
+    assert report["offline_nll"][str(checkpoint.resolve())][str(test)] == pytest.approx(
+        checkpoint_nll(checkpoint, test))
+
+
+def test_several_checkpoints_each_get_their_nll_and_baselines_none(setup, tmp_path, capsys):
+    root, checkpoint, ds, test = setup
+    warm, out = checkpoint.parent / "warmstart", tmp_path / "e.json"
+    assert main(["eval", str(warm), str(checkpoint), "expert", "--suite", "train",
+                 "--episodes", "1", "--workers", "1", "--nll", str(test), "--nll", str(ds),
+                 "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    for name in (warm, checkpoint):
+        for dataset in (test, ds):
+            assert f"{name}: offline NLL on {dataset}: nll_pi" in printed
+    nll = json.loads(out.read_text())["offline_nll"]
+    assert list(nll) == [str(warm.resolve()), str(checkpoint.resolve())]  # not the expert
+    for spec in (warm, checkpoint):
+        assert nll[str(spec.resolve())][str(test)] == pytest.approx(checkpoint_nll(spec, test))
+    # two different checkpoints, two different fits
+    assert nll[str(warm.resolve())][str(test)]["nll_m"] != nll[str(checkpoint.resolve())][
+        str(test)]["nll_m"]
 
 
 def test_offline_nll_errors_are_one_line(setup, tmp_path, capsys):
     root, checkpoint, ds, test = setup
     assert main(["eval", "expert", "--nll", str(test)]) == 2
+    assert main(["eval", "expert", "hold", "--nll", str(test)]) == 2
     assert main(["eval", str(checkpoint), "--nll", str(tmp_path / "missing")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 2 and "--nll needs a checkpoint" in err[0] and "missing" in err[1]
+    assert len(err) == 3 and "missing" in err[2]
+    assert all("--nll needs a checkpoint" in line for line in err[:2])
     both = generate_dataset(tmp_path / "both", 2, 0, seed=3, arm="both")
     with pytest.raises(UserError, match="names differ from those"):
         checkpoint_nll(checkpoint, both)

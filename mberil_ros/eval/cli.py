@@ -33,7 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "  mberil eval runs/RUN --suite train --episodes 40 --seed 1000000 --hold  "
         "# holds the target?\n"
         "  mberil eval runs/RUN/checkpoints/warmstart runs/RUN/checkpoints/best --suite all  "
-        "# paired")
+        "# paired\n"
+        "  mberil eval runs/RUN/checkpoints/warmstart runs/RUN/checkpoints/best "
+        "--nll datasets/test_heldout_init --episodes 1  # offline fit of both")
     parser.add_argument("checkpoints", nargs="+", metavar="checkpoint",
                         help="checkpoint folder, run folder, 'expert' or 'hold'; with two or "
                         "more, each is also compared with the first on the same layouts, "
@@ -55,7 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="run every layout of this file (docs/task.md) for --arm once, "
                         "instead of sampled suites")
     parser.add_argument("--nll", action="append", default=[], metavar="DATASET",
-                        help="also the checkpoint's offline NLL_pi (and nll_pi_trim, without "
+                        help="also each checkpoint's offline NLL_pi (and nll_pi_trim, without "
                         "the worst 1 %% of steps) / NLL_m on every episode "
                         "of DATASET (e.g. expert demonstrations of a held-out suite; "
                         "repeatable); past an Offline-MB-ERIL warm start also the actor "
@@ -125,20 +127,11 @@ def run(args: argparse.Namespace) -> int:
     keep = 3 if args.plot else 0
     report: dict = {"seeds": [seeds[0], seeds[-1]], "arm": args.arm, "results": []}
     if args.nll:  # first: a bad dataset fails before any episode runs
-        if several:
-            raise UserError(f"--nll takes one checkpoint, got {len(args.checkpoints)}")
-        if args.checkpoints[0] in BASELINES:
-            raise UserError(f"--nll needs a checkpoint, not {args.checkpoints[0]!r}")
-        from mberil_ros.eval.offline_nll import checkpoint_nll
-
-        report["offline_nll"] = {}
-        for dataset in args.nll:
-            nll = checkpoint_nll(specs[0], dataset)
-            report["offline_nll"][dataset] = nll
-            shown = ", ".join(f"{k} {nll[k]:{'.3f' if k.startswith('nll') else '.2g'}}" for k in (
-                "nll_pi", "nll_pi_trim", "pi_expert_z", "pi_expert_tail", "nll_m", "actor/q_align",
-                "actor/q_align_top", "actor/gap_top", "actor/q_shift_top") if k in nll)
-            print(f"offline NLL on {dataset}: {shown}")
+        given = specs[:len(args.checkpoints)]
+        if all(s in BASELINES for s in given):
+            raise UserError(f"--nll needs a checkpoint, not {' / '.join(given)}")
+        report["offline_nll"] = _offline_nll([s for s in given if s not in BASELINES],
+                                             args.nll, labels if several else {})
     if layouts:
         report["layouts"] = str(layouts)
     rows = []
@@ -167,6 +160,28 @@ def run(args: argparse.Namespace) -> int:
 
         print(f"wrote {write_text_atomic(Path(args.json), json.dumps(report, indent=1))}")
     return 0
+
+
+NLL_SHOWN = ("nll_pi", "nll_pi_trim", "pi_expert_z", "pi_expert_tail", "nll_m", "actor/q_align",
+             "actor/q_align_top", "actor/gap_top", "actor/q_shift_top")
+
+
+def _offline_nll(policies: list[str], datasets: list[str],
+                 labels: dict[str, str]) -> dict[str, dict[str, dict]]:
+    """{checkpoint: {dataset: metrics}}, each also printed on one line (after its label,
+    if ``labels`` names it)."""
+    from mberil_ros.eval.offline_nll import checkpoint_nll
+
+    out: dict[str, dict[str, dict]] = {}
+    for spec in policies:
+        out[spec] = {}
+        for dataset in datasets:
+            nll = out[spec][dataset] = checkpoint_nll(spec, dataset)
+            shown = ", ".join(f"{k} {nll[k]:{'.3f' if k.startswith('nll') else '.2g'}}"
+                              for k in NLL_SHOWN if k in nll)
+            who = f"{labels[spec]}: " if spec in labels else ""
+            print(f"{who}offline NLL on {dataset}: {shown}")
+    return out
 
 
 def format_table(rows: list[tuple[str, str, dict]]) -> str:

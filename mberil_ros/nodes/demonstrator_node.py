@@ -34,13 +34,12 @@ from mberil_ros.sim.layouts import episode_from_dict
 from mberil_ros.sim.observation import build_observation
 from mberil_ros.sim.scene import Obstacle
 from mberil_ros.sim.spaces import LARM_JOINTS, RARM_JOINTS, TOPICS, observation_layout
+from mberil_ros.sim.suites import SUITE_CHOICES
 
 
 @dataclass
 class DemonstratorNodeParameters:
-    suite: str = setting("train", "task suite: train | heldout_init | heldout_obstacles "
-                         "(or a shift check: shift_fit | shift_check | shift_beside | "
-                         "shift_init_fit | shift_init_check)")
+    suite: str = setting("train", "task suite: " + SUITE_CHOICES)
     seed: int = setting(0, "seed of the first episode; episode k uses seed + k")
     arm: str = setting("right", "driven arm: right | left | both")
     expert_episodes: int = setting(10, "episodes run by the scripted expert (label expert)")

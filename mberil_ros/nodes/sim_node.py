@@ -54,6 +54,7 @@ from mberil_ros.sim.spaces import (
     SETTLE_TICKS,
     TOPICS,
 )
+from mberil_ros.sim.suites import SUITE_CHOICES
 from mberil_ros.sim.task import ReachingTask
 from mberil_ros.sim.trajectory import TrajectoryInterpolator
 
@@ -61,9 +62,7 @@ LATCHED = QoSProfile(depth=100, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 @dataclass
 class SimNodeParameters:
-    suite: str = setting("train", "task suite of the next episode: train | heldout_init | "
-                         "heldout_obstacles (or a shift check: shift_fit | shift_check | "
-                         "shift_beside | shift_init_fit | shift_init_check)")
+    suite: str = setting("train", "task suite of the next episode: " + SUITE_CHOICES)
     seed: int = setting(0, "layout seed of the next episode; incremented after each reset")
     arm: str = setting("right", "driven arm: right | left | both")
     layouts_file: str = setting("", "YAML of user layouts (docs/task.md); episodes cycle "

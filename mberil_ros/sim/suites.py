@@ -155,6 +155,8 @@ SHIFT_SUITES: dict[str, Suite] = {
 }
 # every suite a task, a dataset or an evaluation may name
 ALL_SUITES: dict[str, Suite] = {**SUITES, **SHIFT_SUITES}
+# the choices as every "suite" option's help names them
+SUITE_CHOICES = (" | ".join(SUITES) + " (or a shift check: " + " | ".join(SHIFT_SUITES) + ")")
 
 
 def suite_names(names: list[str] | None, default: list[str]) -> list[str]:
