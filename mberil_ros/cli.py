@@ -50,18 +50,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _list_positional(parser: argparse.ArgumentParser) -> str | None:
+    """The last positional that takes a list (settings, bags, checkpoints), if any."""
+    return next((a.dest for a in reversed(parser._actions)
+                 if not a.option_strings and a.nargs in ("*", "+")), None)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     # Find the subcommand first so only its module is imported.
     command = next((a for a in argv if not a.startswith("-")), None)
+    sub_parser = None
     if command in SUBCOMMANDS:
         module = importlib.import_module(SUBCOMMANDS[command][0])
         sub_action = next(
             a for a in parser._actions if isinstance(a, argparse._SubParsersAction)
         )
-        module.add_arguments(sub_action.choices[command])
-    args = parser.parse_args(argv)
+        sub_parser = sub_action.choices[command]
+        module.add_arguments(sub_parser)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        listed = _list_positional(sub_parser) if sub_parser else None
+        if not listed or any(e.startswith("-") for e in extra):
+            (sub_parser or parser).error(f"unrecognized arguments: {' '.join(extra)}")
+        # argparse fills a list positional only before the first option; a user writes
+        # `deploy CKPT --episodes 2 suite=train` as readily as with the setting first
+        getattr(args, listed).extend(extra)
     module = importlib.import_module(args._module)
     try:
         return int(module.run(args) or 0)

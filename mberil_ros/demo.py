@@ -57,7 +57,8 @@ class DemoOptions:
     workers: int = setting(0, "evaluation processes (0: one per CPU core)")
 
 
-# --quick: ~3 minutes on 2 cores; the policy is far too small to reach, it shows the pipeline
+# --quick: ~1 minute on 2 cores (48 s measured 2026-12-02, the kernel build included); the
+# policy is far too small to reach, it shows the pipeline
 QUICK = {"expert_episodes": 6, "suboptimal_episodes": 2, "eval_episodes": 3, "ros_episodes": 1}
 QUICK_TRAIN = ["steps=40", "eval_every=20", "checkpoint_every=20", "algo.bc_warmstart_steps=20",
                "algo.model_warmstart_steps=10", "algo.batch_size=4", "algo.rollout_batch=4"]
@@ -80,7 +81,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(*flags, dest=name, type=type(default), metavar=name.upper(),
                             help=text[name] + shown)
     parser.add_argument("--quick", action="store_true",
-                        help="tiny budget (~3 min): checks the pipeline, does not reach")
+                        help="tiny budget (~1 min): checks the pipeline, does not reach")
     parser.add_argument("--train", action="append", default=[], metavar="KEY=VALUE",
                         help="training override, as for `mberil train` (repeatable)")
     parser.add_argument("settings", nargs="*", metavar="KEY=VALUE",

@@ -24,6 +24,7 @@ from tqdm import tqdm
 from mberil_ros.errors import UserError
 from mberil_ros.record import PROGRESS_PREFIX, node_command, stop_process
 from mberil_ros.settings import command_line, defaults, descriptions, from_mapping, setting
+from mberil_ros.sim.suites import ALL_SUITES, SUITE_CHOICES
 
 READY = "policy_node: active"  # what policy_node prints once it streams
 
@@ -33,7 +34,7 @@ class DeployOptions:
     """`mberil deploy` options (flags or KEY=VALUE)."""
 
     episodes: int = setting(5, "episodes to run")
-    suite: str = setting("train", "task suite: train | heldout_init | heldout_obstacles")
+    suite: str = setting("train", "task suite: " + SUITE_CHOICES)
     seed: int = setting(1_000_000, "layout seed of the first episode (evaluation seeds start "
                         "at 1,000,000, above every dataset seed)")
     controller: str = setting("forward", "forward (Float64MultiArray) | trajectory "
@@ -56,6 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     o = from_mapping(DeployOptions, command_line(DeployOptions, args, "deploy"), "deploy")
+    validate(args.checkpoint, o)  # before a log folder is made for nothing
     log_dir = args.log_dir or Path(tempfile.mkdtemp(prefix="mberil-deploy-"))
     rows, report, interrupted = drive(args.checkpoint, o, log_dir)
     print(table(rows))
@@ -68,13 +70,7 @@ def drive(checkpoint: Path, o: DeployOptions, log_dir: Path) -> tuple[list[dict]
     """Run ``o.episodes`` with sim_node + policy_node: (one row per finished episode,
     policy_node's statistics lines, whether the user interrupted). A node that fails is a
     UserError naming its log."""
-    if o.episodes < 1:
-        raise UserError(f"--episodes must be >= 1, got {o.episodes}")
-    if not o.real_time_factor > 0:
-        raise UserError(f"--real-time-factor must be > 0, got {o.real_time_factor}")
-    from mberil_ros.algos.checkpoint import arm as checkpoint_arm
-
-    arm = checkpoint_arm(checkpoint)
+    arm = validate(checkpoint, o)
     log_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     procs: dict[str, subprocess.Popen] = {}
@@ -116,6 +112,21 @@ def drive(checkpoint: Path, o: DeployOptions, log_dir: Path) -> tuple[list[dict]
     if not interrupted and codes.get("sim_node", 0) != 0:
         raise UserError(f"sim_node failed (exit {codes['sim_node']}); see {log_dir}/sim_node.log")
     return rows, report, interrupted
+
+
+def validate(checkpoint: Path, o: DeployOptions) -> str:
+    """Bad options and a checkpoint without a policy as one-line UserErrors, before any
+    node starts; returns the checkpoint's arm."""
+    if o.episodes < 1:
+        raise UserError(f"--episodes must be >= 1, got {o.episodes}")
+    if not o.real_time_factor > 0:
+        raise UserError(f"--real-time-factor must be > 0, got {o.real_time_factor}")
+    if o.suite not in ALL_SUITES:
+        raise UserError(f"--suite: unknown suite {o.suite!r} (choose from "
+                        f"{', '.join(ALL_SUITES)})")
+    from mberil_ros.algos.checkpoint import arm
+
+    return arm(checkpoint)
 
 
 def _wait_for(proc: subprocess.Popen, text: str, log: Path, timeout: float = 120.0) -> None:

@@ -237,7 +237,7 @@ def test_mberil_eval_bad_input_is_one_line(tmp_path, capsys):
     assert main(["eval", "expert", "hold", "--nll", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 4 and "no complete checkpoint" in err[0] and "unknown suite" in err[1]
-    assert "given twice" in err[2] and "--nll takes one checkpoint, got 2" in err[3]
+    assert "given twice" in err[2] and "--nll needs a checkpoint, not expert / hold" in err[3]
 
 
 def test_mberil_eval_runs_a_users_layouts(tmp_path, capsys):

@@ -44,12 +44,16 @@ def metrics(run: Path, group: str = "train") -> dict[int, dict]:
     return {r["step"]: r for r in rows if r["group"] == group}
 
 
-def test_run_folder_checkpoints_and_links(tmp_path, dataset):
+def test_run_folder_checkpoints_and_links(tmp_path, dataset, capsys):
     run = tmp_path / "runs" / "bc"
     assert train([f"dataset={dataset}", "algorithm=bc", "steps=30", "eval_every=10",
                   "checkpoint_every=10", "keep_checkpoints=2", "log_every=5",
                   f"output_dir={tmp_path / 'runs'}", "name=bc", *TINY]) == 0
     checkpoints = run / "checkpoints"
+    done = next(line for line in capsys.readouterr().out.splitlines()
+                if line.startswith("training done: 30 steps"))
+    best_step = int(os.readlink(checkpoints / "best"))  # eval_episodes 0: by NLL_pi alone
+    assert f"; best at step {best_step} (NLL_pi " in done and done.endswith("chosen by NLL_pi)")
     assert os.readlink(checkpoints / "last") == "00000030"
     assert (checkpoints / "best").is_symlink()
     kept = sorted(p.name for p in checkpoints.iterdir() if p.name.isdigit())

@@ -36,8 +36,9 @@ def run(args: argparse.Namespace) -> int:
     finally:
         shutdown()
     if _is_main():
-        best = (f"best NLL_pi {summary.best_nll_pi:.3f} at step {summary.best_step}"
-                if summary.best_nll_pi is not None else "no evaluation")
+        chosen = ("validation success, then NLL_pi" if cfg.run.eval_episodes else "NLL_pi")
+        best = (f"best at step {summary.best_step} (NLL_pi {summary.best_nll_pi:.3f}; chosen "
+                f"by {chosen})" if summary.best_nll_pi is not None else "no evaluation")
         evals = ", ".join(f"{k} {v:.3f}" for k, v in summary.last_eval.items())
         status = ("interrupted" if summary.interrupted else
                   "stopped early" if summary.stopped_early else "done")

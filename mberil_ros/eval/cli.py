@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "  mberil eval expert --suite heldout_obstacles --episodes 50\n"
         "  mberil eval runs/RUN --layouts my_scenes.yaml --baselines\n"
         "  mberil eval runs/RUN --suite train --episodes 40 --seed 1000000 --hold  "
-        "# holds the target?\n"
+        "# holds the target? (training's validation layouts, seeds 2,000,000+)\n"
         "  mberil eval runs/RUN/checkpoints/warmstart runs/RUN/checkpoints/best --suite all  "
         "# paired\n"
         "  mberil eval runs/RUN/checkpoints/warmstart runs/RUN/checkpoints/best "
