@@ -50,10 +50,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _list_positional(parser: argparse.ArgumentParser) -> str | None:
-    """The last positional that takes a list (settings, bags, checkpoints), if any."""
-    return next((a.dest for a in reversed(parser._actions)
-                 if not a.option_strings and a.nargs in ("*", "+")), None)
+def _settings_positional(parser: argparse.ArgumentParser) -> str | None:
+    """The positional list that takes KEY=VALUE settings (train, record, convert, deploy,
+    demo), if the command has one."""
+    return next((a.dest for a in reversed(parser._actions) if not a.option_strings
+                 and a.nargs in ("*", "+") and "KEY=VALUE" in str(a.metavar)), None)
+
+
+def _place_late_settings(sub: argparse.ArgumentParser, args: argparse.Namespace,
+                         extra: list[str]) -> None:
+    """argparse fills a list positional only before the first option; a user writes `deploy
+    CKPT --episodes 2 suite=train` as readily as with the setting first. Late KEY=VALUE items
+    join the command's settings; anything else stays an error."""
+    extra = [e for e in extra if e != "--"]
+    unknown = [e for e in extra if e.startswith("-") or "=" not in e]
+    settings = _settings_positional(sub)
+    if unknown or settings is None:
+        sub.error(f"unrecognized arguments: {' '.join(unknown or extra)}")
+    takes_settings = [a.option_strings[-1] for a in sub._actions
+                      if a.option_strings and "KEY=VALUE" in str(a.metavar)]
+    if takes_settings:  # `demo --train steps=3 seed=1`: whose seed is it?
+        sub.error(f"{' '.join(extra)}: ambiguous after the options (write the command's "
+                  f"settings before them; each setting of {takes_settings[0]} takes its own "
+                  f"{takes_settings[0]})")
+    getattr(args, settings).extend(extra)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,12 +91,9 @@ def main(argv: list[str] | None = None) -> int:
         module.add_arguments(sub_parser)
     args, extra = parser.parse_known_args(argv)
     if extra:
-        listed = _list_positional(sub_parser) if sub_parser else None
-        if not listed or any(e.startswith("-") for e in extra):
-            (sub_parser or parser).error(f"unrecognized arguments: {' '.join(extra)}")
-        # argparse fills a list positional only before the first option; a user writes
-        # `deploy CKPT --episodes 2 suite=train` as readily as with the setting first
-        getattr(args, listed).extend(extra)
+        if sub_parser is None:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        _place_late_settings(sub_parser, args, extra)
     module = importlib.import_module(args._module)
     try:
         return int(module.run(args) or 0)

@@ -37,7 +37,10 @@ def job_numbers(eval_json: Path) -> dict[str, float]:
     report = json.loads(eval_json.read_text())
     out = {f"success/{r['suite']}": r["summary"]["success"] for r in report["results"]
            if r["controller"] not in ("expert", "hold")}
-    for per_dataset in report.get("offline_nll", {}).values():  # the job's one checkpoint
+    nlls = report.get("offline_nll", {})
+    if any("nll_pi" in v for v in nlls.values()):  # written before 2026-12-02: {dataset: numbers}
+        nlls = {"the job's checkpoint": nlls}
+    for per_dataset in nlls.values():  # {checkpoint: {dataset: numbers}}, the job's one
         for dataset, nll in per_dataset.items():
             test = Path(dataset).name
             for key in ("nll_pi", "nll_pi_trim", "nll_m"):

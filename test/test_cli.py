@@ -1,5 +1,5 @@
-"""`mberil`'s own parsing: KEY=VALUE settings (and a command's other list arguments) may come
-before or after the options, and an unknown option names the subcommand's usage."""
+"""`mberil`'s own parsing: KEY=VALUE settings may come before or after the options, other
+late words are refused, and an unknown option names the subcommand's usage."""
 
 from __future__ import annotations
 
@@ -35,10 +35,8 @@ def test_settings_after_the_options(parsed):
     # on both sides, in the order given
     args = parsed(["record", "seed=1", "--log-dir", "logs", "seed=2"])
     assert args.settings == ["seed=1", "seed=2"]
-    args = parsed(["convert", "a.mcap", "-o", "ds", "b.mcap", "grid.fps=25"])
-    assert args.bags == ["a.mcap", "b.mcap", "grid.fps=25"] and args.output == "ds"
-    args = parsed(["eval", "runs/a", "--suite", "all", "runs/b"])
-    assert args.checkpoints == ["runs/a", "runs/b"] and args.suite == ["all"]
+    args = parsed(["convert", "a.mcap", "-o", "ds", "grid.fps=25"])
+    assert args.bags == ["a.mcap", "grid.fps=25"] and args.output == "ds"
     args = parsed(["train", "--config", "x.yaml", "steps=3"])
     assert args.overrides == ["steps=3"]
 
@@ -48,10 +46,29 @@ def test_an_unknown_option_shows_the_subcommands_usage(capsys):
         main(["deploy", "ckpt", "--episodes", "2", "--bogus", "suite=train"])
     err = capsys.readouterr().err
     assert exit_.value.code == 2
-    assert "usage: mberil deploy" in err and "unrecognized arguments: --bogus" in err
-    with pytest.raises(SystemExit):  # a command without list arguments: as before
+    assert "usage: mberil deploy" in err and "unrecognized arguments: --bogus\n" in err
+    with pytest.raises(SystemExit):  # a command without settings: as before
         main(["bag", "reindex", "b", "extra"])
     assert "unrecognized arguments: extra" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv,needle", [
+    # a late word that is not a setting is not taken for a checkpoint or a bag
+    (["eval", "runs/a", "--suite", "train", "heldout_init"], "unrecognized arguments: "
+                                                             "heldout_init"),
+    (["convert", "a.mcap", "-o", "ds", "b.mcap"], "unrecognized arguments: b.mcap"),
+    # demo's --train also takes KEY=VALUE: a late setting could be either
+    (["demo", "seed=1", "--train", "steps=3", "seed=2"], "seed=2: ambiguous after the options"),
+])
+def test_late_words_that_are_not_the_commands_settings_are_refused(capsys, argv, needle):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2 and needle in capsys.readouterr().err
+
+
+def test_a_double_dash_before_late_settings_is_accepted(parsed):
+    args = parsed(["deploy", "ckpt", "--episodes", "2", "--", "suite=train"])
+    assert args.settings == ["suite=train"]
 
 
 @pytest.mark.parametrize("argv,needle", [

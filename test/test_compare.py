@@ -118,6 +118,22 @@ def test_a_job_runs_end_to_end_and_is_reused(tmp_path, capsys):
     assert job_numbers(job / "eval.json") == numbers
 
 
+def test_job_numbers_read_both_shapes_of_offline_nll(tmp_path):
+    """eval.json keys offline_nll by checkpoint; a job finished before that keyed it by test
+    set alone, and a resumed comparison still reads it."""
+    results = [{"controller": "runs/x/checkpoints/best", "suite": "train",
+                "summary": {"success": 0.9}},
+               {"controller": "expert", "suite": "train", "summary": {"success": 1.0}}]
+    numbers = {"nll_pi": 3.0, "nll_pi_trim": -1.0, "nll_m": -20.0, "pi_expert_z": 0.7}
+    want = {"success/train": 0.9, "nll_pi/t_init": 3.0, "nll_pi_trim/t_init": -1.0,
+            "nll_m/t_init": -20.0}
+    for nll in ({"runs/x/checkpoints/best": {"test/t_init": numbers}},
+                {"test/t_init": numbers}):
+        path = tmp_path / "eval.json"
+        path.write_text(json.dumps({"results": results, "offline_nll": nll}))
+        assert job_numbers(path) == want
+
+
 def test_eval_suites_checkpoint_and_seed_and_a_datasets_suite(tmp_path):
     """The shift test's shape (config/shift_test.yaml): data drawn from another suite, the
     `last` checkpoint evaluated on the named suites at a given seed, and the report's columns

@@ -36,7 +36,8 @@ def run(args: argparse.Namespace) -> int:
     finally:
         shutdown()
     if _is_main():
-        chosen = ("validation success, then NLL_pi" if cfg.run.eval_episodes else "NLL_pi")
+        chosen = ("validation success, then final distance, then NLL_pi"
+                  if cfg.run.eval_episodes else "NLL_pi")
         best = (f"best at step {summary.best_step} (NLL_pi {summary.best_nll_pi:.3f}; chosen "
                 f"by {chosen})" if summary.best_nll_pi is not None else "no evaluation")
         evals = ", ".join(f"{k} {v:.3f}" for k, v in summary.last_eval.items())
