@@ -63,6 +63,8 @@ def _place_late_settings(sub: argparse.ArgumentParser, args: argparse.Namespace,
     CKPT --episodes 2 suite=train` as readily as with the setting first. Late KEY=VALUE items
     join the command's settings; anything else stays an error."""
     extra = [e for e in extra if e != "--"]
+    if not extra:
+        return
     unknown = [e for e in extra if e.startswith("-") or "=" not in e]
     settings = _settings_positional(sub)
     if unknown or settings is None:

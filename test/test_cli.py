@@ -69,6 +69,7 @@ def test_late_words_that_are_not_the_commands_settings_are_refused(capsys, argv,
 def test_a_double_dash_before_late_settings_is_accepted(parsed):
     args = parsed(["deploy", "ckpt", "--episodes", "2", "--", "suite=train"])
     assert args.settings == ["suite=train"]
+    assert parsed(["deploy", "ckpt", "--episodes", "2", "--"]).settings == []
 
 
 @pytest.mark.parametrize("argv,needle", [
