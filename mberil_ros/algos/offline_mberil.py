@@ -131,8 +131,8 @@ class OfflineMBERILConfig:
     init_policy: str | None = None  # a BC checkpoint (or run folder) to start the policy
     #   from instead of the BC warm start (same network, dataset and data settings; its
     #   normalization must match); bc_warmstart_steps is then skipped
-    model_warmstart_steps: int = 200  # MLE steps on D_E u D_S before the adversarial loop
-    #   (taken beside the first BC steps)
+    model_warmstart_steps: int = 1000  # MLE steps on D_E u D_S before the adversarial loop
+    #   (taken beside the first BC steps; docs/learning.md, "The dynamics model's budget")
     disc_steps: int = 1  # discriminator steps per iteration
     policy_steps: int = 1  # policy steps per iteration
     model_steps: int = 1  # model steps per iteration
