@@ -57,6 +57,18 @@ def _settings_positional(parser: argparse.ArgumentParser) -> str | None:
                  and a.nargs in ("*", "+") and "KEY=VALUE" in str(a.metavar)), None)
 
 
+def _innermost(parser: argparse.ArgumentParser,
+               args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The parser of the action actually given (`bag reindex`, not `bag`), so an error shows
+    the usage line the user needs."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            chosen = getattr(args, action.dest, None)
+            if chosen in action.choices:
+                return _innermost(action.choices[chosen], args)
+    return parser
+
+
 def _place_late_settings(sub: argparse.ArgumentParser, args: argparse.Namespace,
                          extra: list[str]) -> None:
     """argparse fills a list positional only before the first option; a user writes `deploy
@@ -65,6 +77,7 @@ def _place_late_settings(sub: argparse.ArgumentParser, args: argparse.Namespace,
     extra = [e for e in extra if e != "--"]
     if not extra:
         return
+    sub = _innermost(sub, args)
     unknown = [e for e in extra if e.startswith("-") or "=" not in e]
     settings = _settings_positional(sub)
     if unknown or settings is None:
