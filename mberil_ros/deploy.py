@@ -22,6 +22,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from mberil_ros.errors import UserError
+from mberil_ros.eval.closed_loop import EVAL_SEED_BASE
 from mberil_ros.record import PROGRESS_PREFIX, node_command, stop_process
 from mberil_ros.settings import command_line, defaults, descriptions, from_mapping, setting
 from mberil_ros.sim.suites import ALL_SUITES, SUITE_CHOICES
@@ -35,8 +36,9 @@ class DeployOptions:
 
     episodes: int = setting(5, "episodes to run")
     suite: str = setting("train", "task suite: " + SUITE_CHOICES)
-    seed: int = setting(1_000_000, "layout seed of the first episode (evaluation seeds start "
-                        "at 1,000,000, above every dataset seed)")
+    seed: int = setting(0, "episode i runs evaluation layout SEED + i, the layout `mberil eval "
+                        "--seed SEED` runs as its episode i (layout seed 1,000,000 + SEED + i, "
+                        "above every dataset seed)")
     controller: str = setting("forward", "forward (Float64MultiArray) | trajectory "
                               "(JointTrajectory)")
     real_time_factor: float = setting(1.0, "sim speed relative to the wall clock (the policy "
@@ -89,9 +91,7 @@ def drive(checkpoint: Path, o: DeployOptions, log_dir: Path) -> tuple[list[dict]
             "checkpoint": str(checkpoint), "autostart": True, "use_sim_time": True,
             "controller": o.controller, "control_rate": float(o.control_rate)})
         _wait_for(policy, READY, log_dir / "policy_node.log")
-        sim = start("sim_node", {"suite": o.suite, "seed": o.seed, "arm": arm,
-                                 "episodes": o.episodes, "auto_start": True,
-                                 "real_time_factor": float(o.real_time_factor)})
+        sim = start("sim_node", sim_parameters(o, arm))
         with tqdm(total=o.episodes, desc="deploying", unit="episode") as bar:
             for line in sim.stdout:
                 if line.startswith(PROGRESS_PREFIX):
@@ -114,11 +114,21 @@ def drive(checkpoint: Path, o: DeployOptions, log_dir: Path) -> tuple[list[dict]
     return rows, report, interrupted
 
 
+def sim_parameters(o: DeployOptions, arm: str) -> dict:
+    """sim_node's parameters: its seed is absolute, deploy's an offset into the evaluation
+    layouts, so that `deploy --seed K` and `eval --seed K` drive the same layouts."""
+    return {"suite": o.suite, "seed": EVAL_SEED_BASE + o.seed, "arm": arm,
+            "episodes": o.episodes, "auto_start": True,
+            "real_time_factor": float(o.real_time_factor)}
+
+
 def validate(checkpoint: Path, o: DeployOptions) -> str:
     """Bad options and a checkpoint without a policy as one-line UserErrors, before any
     node starts; returns the checkpoint's arm."""
     if o.episodes < 1:
         raise UserError(f"--episodes must be >= 1, got {o.episodes}")
+    if o.seed < 0:
+        raise UserError(f"--seed must be >= 0, got {o.seed}")
     if not o.real_time_factor > 0:
         raise UserError(f"--real-time-factor must be > 0, got {o.real_time_factor}")
     if o.suite not in ALL_SUITES:
