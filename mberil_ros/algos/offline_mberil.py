@@ -107,7 +107,9 @@ class OfflineMBERILConfig:
     #   include pi's own actions on the expert batch's states (ours): Q then has to rank the
     #   expert's action above pi's on the same state (docs/learning.md)
     horizon: int = 5  # H, model rollout length in control ticks (1..100; 50 Hz: 10 = 0.2 s)
-    lambda_nll: float = 1.0  # [lambda_NLL] weight of the real-data NLL anchor in L_model
+    lambda_nll: float = 10.0  # [lambda_NLL] weight of the real-data NLL anchor in L_model;
+    #   at 1 the model's entropy term wins: 100 iterations undo 7 nats of its fit
+    #   (docs/learning.md, "The model's NLL anchor")
     bc_mse_weight: float = 100.0  # BC's squared-error term (BCConfig.mse_weight) in the warm
     #   start and in the anchor below
     lambda_bc: float = 1.0  # weight of a BC anchor on expert steps in the actor loss: BC's
