@@ -22,7 +22,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from mberil_ros.errors import UserError
-from mberil_ros.eval.closed_loop import EVAL_SEED_BASE
+from mberil_ros.eval.closed_loop import evaluation_seeds
 from mberil_ros.record import PROGRESS_PREFIX, node_command, stop_process
 from mberil_ros.settings import command_line, defaults, descriptions, from_mapping, setting
 from mberil_ros.sim.suites import ALL_SUITES, SUITE_CHOICES
@@ -115,9 +115,9 @@ def drive(checkpoint: Path, o: DeployOptions, log_dir: Path) -> tuple[list[dict]
 
 
 def sim_parameters(o: DeployOptions, arm: str) -> dict:
-    """sim_node's parameters: its seed is absolute, deploy's an offset into the evaluation
-    layouts, so that `deploy --seed K` and `eval --seed K` drive the same layouts."""
-    return {"suite": o.suite, "seed": EVAL_SEED_BASE + o.seed, "arm": arm,
+    """sim_node's parameters: its seed is absolute (and advances by one per episode),
+    deploy's an offset into the evaluation layouts, as eval's is."""
+    return {"suite": o.suite, "seed": evaluation_seeds(o.seed, 1)[0], "arm": arm,
             "episodes": o.episodes, "auto_start": True,
             "real_time_factor": float(o.real_time_factor)}
 

@@ -17,7 +17,13 @@ import os
 from pathlib import Path
 
 from mberil_ros.errors import UserError
-from mberil_ros.eval.closed_loop import BASELINES, EVAL_SEED_BASE, Evaluator, summarize
+from mberil_ros.eval.closed_loop import (
+    BASELINES,
+    EVAL_SEED_BASE,
+    Evaluator,
+    evaluation_seeds,
+    summarize,
+)
 from mberil_ros.eval.table import text_table
 from mberil_ros.sim.spaces import ARMS
 
@@ -106,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
         from mberil_ros.sim.suites import suite_names
 
         suites = suite_names(args.suite, ["train"])
-        seeds = [EVAL_SEED_BASE + args.seed + i for i in range(args.episodes)]
+        seeds = evaluation_seeds(args.seed, args.episodes)
     several = len(args.checkpoints) > 1
     labels: dict[str, str] = {}  # spec -> name in the tables
     for arg in args.checkpoints:

@@ -30,6 +30,12 @@ VALIDATION_SEED_BASE = 2_000_000
 BASELINES = ("expert", "hold")
 
 
+def evaluation_seeds(offset: int, episodes: int) -> list[int]:
+    """The layout seeds of evaluation episodes 0..episodes-1 from ``--seed offset``: one
+    place, so `mberil eval` and `mberil deploy` with the same --seed drive the same layouts."""
+    return [EVAL_SEED_BASE + offset + i for i in range(episodes)]
+
+
 class Controller(Protocol):
     def start(self, task: Any, seed: int) -> None: ...
 
