@@ -1,4 +1,4 @@
-"""`mberil train --config config/train.yaml [--resume RUN_DIR] [key=value ...]`.
+"""`mberil train --config config/train.yaml [--resume RUN_DIR | --fork CHECKPOINT] [key=value ...]`.
 
 Also the entry point of each rank under torchrun:
     torchrun --nproc_per_node=2 -m mberil_ros.cli train --config config/train.yaml
@@ -7,17 +7,33 @@ Also the entry point of each rank under torchrun:
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
+from mberil_ros.errors import UserError
 from mberil_ros.paths import config_file
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = (
+        "examples:\n"
+        "  mberil train dataset=datasets/reach name=mb-mamba\n"
+        "  mberil train --config config/train_bc.yaml dataset=datasets/reach "
+        "algo.network.backbone=mlp\n"
+        "  mberil train --resume runs/mb-mamba steps=4000  # continue, and for longer\n"
+        "  mberil train --fork runs/mb-mamba/checkpoints/warmstart name=mb-anchor1 "
+        "algo.lambda_nll=1  # the adversarial phase again from the same warm start")
     parser.add_argument("--config", type=Path, default=None,
                         help="training YAML (default: the package's config/train.yaml; "
-                        "ignored with --resume, which reads RUN_DIR/config.yaml)")
-    parser.add_argument("--resume", type=Path, metavar="RUN_DIR",
-                        help="continue a run from its last complete checkpoint")
+                        "ignored with --resume and --fork, which read the run's config.yaml)")
+    start = parser.add_mutually_exclusive_group()
+    start.add_argument("--resume", type=Path, metavar="RUN_DIR",
+                       help="continue a run from its last complete checkpoint")
+    start.add_argument("--fork", type=Path, metavar="CHECKPOINT",
+                       help="start a new run (name=, default SOURCE-from-STEP) as a copy of "
+                       "a run at a saved checkpoint, e.g. RUN/checkpoints/warmstart, and "
+                       "continue it with the overrides: the same history, another future")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                         help="config overrides, e.g. dataset=data/demos seed=1 "
                         "algo.network.backbone=mlp")
@@ -27,12 +43,23 @@ def run(args: argparse.Namespace) -> int:
     from mberil_ros.algos.distributed import shutdown
     from mberil_ros.algos.runner import TrainingRun, prepare_run
 
-    config = args.config
-    if config is None and args.resume is None:
-        config = config_file("train.yaml")
-    cfg, run_dir = prepare_run(config, args.overrides, args.resume)
+    if args.fork is not None:
+        from mberil_ros.algos.fork import prepare_fork
+
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise UserError("--fork under torchrun: fork with one process first (steps= the "
+                            "checkpoint's step copies without training), then torchrun ... "
+                            "--resume the new run folder")
+        cfg, run_dir = prepare_fork(args.fork, args.overrides)
+        print(f"forked {args.fork} into {run_dir}")
+    else:
+        config = args.config
+        if config is None and args.resume is None:
+            config = config_file("train.yaml")
+        cfg, run_dir = prepare_run(config, args.overrides, args.resume)
+    resume = args.resume is not None or args.fork is not None
     try:
-        summary = TrainingRun(cfg, run_dir, resume=args.resume is not None).run()
+        summary = TrainingRun(cfg, run_dir, resume=resume).run()
     finally:
         shutdown()
     if _is_main():
@@ -51,6 +78,4 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _is_main() -> bool:
-    import os
-
     return int(os.environ.get("RANK", "0")) == 0
