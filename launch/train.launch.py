@@ -4,6 +4,8 @@
     ros2 launch mberil_ros train.launch.py config:=config/train_bc.yaml \
         overrides:="dataset=datasets/run1 algo.network.backbone=mlp"
     ros2 launch mberil_ros train.launch.py resume:=runs/offline_mberil-mamba-20261126-101500
+    ros2 launch mberil_ros train.launch.py fork:=runs/A/checkpoints/warmstart \
+        overrides:="name=A-anchor1 algo.lambda_nll=1"
 
 The launch ends when training finishes; Ctrl-C stops training after a final checkpoint.
 """
@@ -32,6 +34,7 @@ def _trainer(context):  # noqa: ANN001, ANN202 - launch's OpaqueFunction protoco
         output="screen",
         emulate_tty=True,  # keep the progress output readable
         parameters=[{"config": value["config"], "resume": value["resume"],
+                     "fork": value["fork"],
                      # a typed string list ([""] when empty: an empty list has no type)
                      "overrides": shlex.split(value["overrides"]) or [""]}],
     )
@@ -39,7 +42,7 @@ def _trainer(context):  # noqa: ANN001, ANN202 - launch's OpaqueFunction protoco
 
 
 # the node's parameters, with its defaults and descriptions (overrides: one string here)
-ARGUMENTS = ("config", "resume", "overrides")
+ARGUMENTS = ("config", "resume", "fork", "overrides")
 
 
 def generate_launch_description() -> LaunchDescription:

@@ -8,6 +8,7 @@ skip, and test_package_layout.py's static launch checks still run."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -108,6 +109,11 @@ def test_train_launch_trains_and_fails_on_a_bad_dataset(prefix, tmp_path):
     run = launch(prefix, ["train.launch.py", f"config:={bc}", f"overrides:={overrides}"])
     assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
     assert (tmp_path / "runs" / "l" / "checkpoints" / "last").exists()
+    last = tmp_path / "runs" / "l" / "checkpoints" / "last"
+    fork = launch(prefix, ["train.launch.py", f"fork:={last}", "overrides:=name=l2 steps=4"])
+    assert fork.returncode == 0, (fork.stdout + fork.stderr)[-3000:]
+    assert os.readlink(tmp_path / "runs" / "l2" / "checkpoints" / "last") == "00000004"
+    assert json.loads((tmp_path / "runs" / "l2" / "fork.json").read_text())["step"] == 2
     bad = launch(prefix, ["train.launch.py", f"overrides:=dataset={tmp_path / 'none'}"])
     assert bad.returncode != 0
     assert "not a folder" in bad.stdout + bad.stderr

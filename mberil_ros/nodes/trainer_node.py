@@ -7,6 +7,8 @@ final checkpoint before the node exits. When training finishes, the node exits b
 
     ros2 run mberil_ros trainer_node --ros-args -p config:=config/train.yaml \
         -p overrides:="['dataset=data/demos', 'seed=1']"
+    ros2 run mberil_ros trainer_node --ros-args -p fork:=runs/A/checkpoints/warmstart \
+        -p overrides:="['name=A-anchor1', 'algo.lambda_nll=1']"
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.node import Node
 
+from mberil_ros.algos.fork import prepare_fork
 from mberil_ros.algos.runner import TrainingRun, prepare_run
 from mberil_ros.errors import UserError
 from mberil_ros.nodes import spinning
@@ -33,6 +36,8 @@ class TrainerNodeParameters:
     # [""]: a typed empty string list (an empty list has no ROS parameter type)
     overrides: list[str] = setting([""], "KEY=VALUE overrides, as for `mberil train`")
     resume: str = setting("", "run folder to resume")
+    fork: str = setting("", "checkpoint to start a new run from, as a copy of its run at that "
+                        "step (mberil train --fork); the overrides name the new run")
     publish_rate: float = setting(2.0, "Hz: /diagnostics")
 
 
@@ -42,9 +47,15 @@ class TrainerNode(Node):
         p = spinning.declare_parameters(self, TrainerNodeParameters)
         overrides = [o for o in p["overrides"] if o]
         resume = Path(p["resume"]) if p["resume"] else None
-        config = Path(p["config"]) if p["config"] else (
-            None if resume else config_file("train.yaml"))
-        self.cfg, self.run_dir = prepare_run(config, overrides, resume)
+        fork = Path(p["fork"]) if p["fork"] else None
+        if resume and fork:
+            raise UserError("resume and fork are both set: a run either continues or forks")
+        if fork:
+            self.cfg, self.run_dir = prepare_fork(fork, overrides)
+        else:
+            config = Path(p["config"]) if p["config"] else (
+                None if resume else config_file("train.yaml"))
+            self.cfg, self.run_dir = prepare_run(config, overrides, resume)
         self.stop_requested = threading.Event()
         self.done = threading.Event()
         self.lock = threading.Lock()
@@ -52,7 +63,7 @@ class TrainerNode(Node):
         self.scalars: dict[str, float] = {}
         self.error: str | None = None
         self.summary = None
-        self.training = TrainingRun(self.cfg, self.run_dir, resume=resume is not None,
+        self.training = TrainingRun(self.cfg, self.run_dir, resume=bool(resume or fork),
                                     should_stop=self.stop_requested.is_set,
                                     on_progress=self._on_progress)
         self.diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
