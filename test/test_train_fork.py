@@ -84,16 +84,19 @@ def test_fork_continues_as_the_source_did_and_leaves_it_alone(tmp_path, dataset,
     assert tree(source) == before
 
 
-def test_a_pruned_best_is_chosen_again(tmp_path, dataset, capsys):
+def test_a_pruned_best_is_chosen_again(tmp_path, dataset, capsys, monkeypatch):
     runs = tmp_path / "runs"
+    monkeypatch.chdir(tmp_path)
     # lr 0 after step 4: NLL_pi stops improving, so the state at 12 says best = 4
     assert train("train_bc.yaml", [*TINY, f"dataset={dataset}", "algorithm=bc", "steps=12",
                                    "algo.lr_decay_steps=4", "checkpoint_every=4",
                                    "eval_every=4", "keep_checkpoints=0",
-                                   f"output_dir={runs}", "name=src"]) == 0
+                                   "output_dir=runs", "name=src"]) == 0
     checkpoints = runs / "src" / "checkpoints"
     assert os.readlink(checkpoints / "best") == "00000004"
     shutil.rmtree(checkpoints / "00000004")  # as if pruned after best had moved on
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")  # the fork still lands beside its source
     assert cli_main(["train", "--fork", str(checkpoints / "00000012"), "name=f",
                      "steps=16"]) == 0
     assert "best checkpoint at step 4 is gone" in capsys.readouterr().out

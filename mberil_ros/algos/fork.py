@@ -59,6 +59,8 @@ def prepare_fork(checkpoint: Path, overrides: list[str]) -> tuple[TrainConfig, P
     base = yaml.safe_load((source / "config.yaml").read_text())
     if not any(o.startswith("name=") for o in overrides):
         base["name"] = default_fork_name(source, step)
+    if not any(o.startswith("output_dir=") for o in overrides):
+        base["output_dir"] = str(source.parent)  # beside the source, from any folder
     cfg = load_train_config(None, overrides, base=base)
     run_dir = Path(cfg.run.output_dir) / cfg.run.name
     if run_dir.resolve() == source.resolve():
