@@ -1,6 +1,6 @@
-"""Every `mberil ...` command line in README.md parses (arguments and, for `train`, every
-config key and value), so the README cannot drift from the command line; and what the docs
-point to exists in this repository."""
+"""Every `mberil ...` command line in README.md and in the --help examples parses
+(arguments and, for `train`, every config key and value), so neither can drift from the
+command line; and what the docs point to exists in this repository."""
 
 from __future__ import annotations
 
@@ -44,14 +44,36 @@ def test_the_readme_shows_commands():
                                                       "sim-dataset"}
 
 
-@pytest.mark.parametrize("line", COMMANDS)
-def test_readme_command_parses(line):
-    argv = shlex.split(line)[1:]
+def subcommand_parser(name: str) -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
+    """(the mberil parser, its ``name`` subparser) with the subcommand's arguments added."""
     parser = build_parser()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    importlib.import_module(SUBCOMMANDS[argv[0]][0]).add_arguments(sub.choices[argv[0]])
+    importlib.import_module(SUBCOMMANDS[name][0]).add_arguments(sub.choices[name])
+    return parser, sub.choices[name]
+
+
+def help_examples() -> list[str]:
+    """Every `mberil ...` line of every subcommand's --help epilog."""
+    lines = []
+    for name in SUBCOMMANDS:
+        _, sub = subcommand_parser(name)
+        for line in (sub.epilog or "").splitlines():
+            line = line.split("  #")[0].strip()
+            if line.startswith("mberil "):
+                lines.append(line)
+    return lines
+
+
+@pytest.mark.parametrize("line", COMMANDS + help_examples())
+def test_readme_and_help_example_parses(line):
+    argv = shlex.split(line)[1:]
+    parser, _ = subcommand_parser(argv[0])
     args = parser.parse_args(argv)
-    if argv[0] == "train" and args.resume is None:
+    if argv[0] == "train" and args.fork is not None:
+        # the keys and values of a fork's overrides, on a config that has a dataset (the
+        # source run's does)
+        load_train_config(config_file("train.yaml"), ["dataset=source", *args.overrides])
+    elif argv[0] == "train" and args.resume is None:
         config = Path(args.config) if args.config else config_file("train.yaml")
         cfg = load_train_config(ROOT / config if not config.is_absolute() else config,
                                 args.overrides)
