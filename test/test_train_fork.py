@@ -97,9 +97,12 @@ def test_a_pruned_best_is_chosen_again(tmp_path, dataset, capsys, monkeypatch):
     shutil.rmtree(checkpoints / "00000004")  # as if pruned after best had moved on
     (tmp_path / "elsewhere").mkdir()
     monkeypatch.chdir(tmp_path / "elsewhere")  # the fork still lands beside its source
-    assert cli_main(["train", "--fork", str(checkpoints / "00000012"), "name=f",
-                     "steps=16"]) == 0
-    assert "best checkpoint at step 4 is gone" in capsys.readouterr().out
+    assert cli_main(["train", "--config", str(config_file("train.yaml")), "--fork",
+                     str(checkpoints / "00000012"), "name=f", "steps=16"]) == 0
+    out = capsys.readouterr().out
+    assert "best checkpoint at step 4 is gone" in out
+    assert "train.yaml is ignored: --resume and --fork use the run's own config.yaml" in out
+    assert "algorithm: bc" in (runs / "f" / "config.yaml").read_text()
     state = torch.load(checkpoints / "00000012" / ckpt.TRAINING_STATE, weights_only=True)
     assert state["best_step"] == 4  # the source's own file is untouched
     assert os.readlink(runs / "f" / "checkpoints" / "best") == "00000016"

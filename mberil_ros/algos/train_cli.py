@@ -43,6 +43,9 @@ def run(args: argparse.Namespace) -> int:
     from mberil_ros.algos.distributed import shutdown
     from mberil_ros.algos.runner import TrainingRun, prepare_run
 
+    if args.config is not None and (args.resume or args.fork) and _is_main():
+        print(f"note: --config {args.config} is ignored: --resume and --fork use the run's "
+              "own config.yaml (change settings with key=value)")
     if args.fork is not None:
         from mberil_ros.algos.fork import prepare_fork
 
