@@ -17,6 +17,16 @@ from mberil_ros.sim.spaces import RIGHT
 
 TINY_NET = {"d_model": 16, "n_layers": 1, "context": 8, "d_state": 4, "head_hidden": 32,
             "mlp_hidden": 32}
+# `mberil train` overrides for a run of a few seconds (any algorithm), and Offline-MB-ERIL's
+# warm starts and rollouts cut down to match
+TINY_RUN = [
+    "algo.network.d_model=16", "algo.network.n_layers=1", "algo.network.head_hidden=16",
+    "algo.batch_size=4", "progress=false", "num_threads=1",
+]
+MBERIL_TINY = [
+    "algo.bc_warmstart_steps=3", "algo.model_warmstart_steps=3", "algo.rollout_batch=4",
+    "algo.fifo_size=32", "algo.ensemble_size=2", "algo.horizon=3", "algo.data.max_seq_len=32",
+]
 
 
 def tiny_dataset(root: Path, expert: int = 8, suboptimal: int = 8, **kw) -> Path:

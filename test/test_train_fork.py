@@ -9,21 +9,16 @@ from pathlib import Path
 
 import pytest
 import torch
+from algos_tester import MBERIL_TINY, TINY_RUN
 
 from mberil_ros.algos import checkpoint as ckpt
+from mberil_ros.algos.runner import prepare_run
 from mberil_ros.cli import main as cli_main
+from mberil_ros.errors import UserError
 from mberil_ros.paths import config_file
 from mberil_ros.sim.rollout_dataset import generate_dataset
 
-TINY = [
-    "algo.network.d_model=16", "algo.network.n_layers=1", "algo.network.head_hidden=16",
-    "algo.batch_size=4", "progress=false", "num_threads=1", "deterministic=true",
-    "log_every=1",
-]
-MBERIL_TINY = [
-    "algo.bc_warmstart_steps=3", "algo.model_warmstart_steps=3", "algo.rollout_batch=4",
-    "algo.fifo_size=32", "algo.ensemble_size=2", "algo.horizon=3", "algo.data.max_seq_len=32",
-]
+TINY = [*TINY_RUN, "deterministic=true", "log_every=1"]  # exact, comparable row by row
 
 
 @pytest.fixture(scope="module")
@@ -140,3 +135,6 @@ def test_fork_refusals_are_one_line_and_leave_nothing(tmp_path, dataset, capsys,
     with pytest.raises(SystemExit):
         cli_main(["train", "--fork", str(last), "--resume", str(runs / "src")])
     assert "not allowed with argument" in capsys.readouterr().err
+    # trainer_node takes both as parameters: the shared prepare_run refuses the pair
+    with pytest.raises(UserError, match="resume and fork are both set"):
+        prepare_run(None, [], runs / "src", last)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from algos_tester import MBERIL_TINY, TINY_RUN
 from safetensors.torch import load_file
 
 from mberil_ros.algos import checkpoint as ckpt
@@ -19,10 +20,7 @@ from mberil_ros.cli import main as cli_main
 from mberil_ros.paths import config_file
 from mberil_ros.sim.rollout_dataset import generate_dataset
 
-TINY = [
-    "algo.network.d_model=16", "algo.network.n_layers=1", "algo.network.head_hidden=16",
-    "algo.batch_size=4", "progress=false", "num_threads=1",
-]
+TINY = TINY_RUN
 
 
 @pytest.fixture(scope="module")
@@ -77,10 +75,6 @@ def test_run_folder_checkpoints_and_links(tmp_path, dataset, capsys):
     assert "algorithm: bc" in resolved and "d_model: 16" in resolved
 
 
-MBERIL_TINY = [
-    "algo.bc_warmstart_steps=3", "algo.model_warmstart_steps=3", "algo.rollout_batch=4",
-    "algo.fifo_size=32", "algo.ensemble_size=2", "algo.horizon=3", "algo.data.max_seq_len=32",
-]
 CONFIGS = {"bc": (BC_CONFIG, []),
            "offline_mberil": (str(config_file("train.yaml")), MBERIL_TINY)}
 

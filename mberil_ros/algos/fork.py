@@ -80,6 +80,7 @@ def prepare_fork(checkpoint: Path, overrides: list[str]) -> tuple[TrainConfig, P
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    print(f"forked {checkpoint} into {run_dir}")
     return cfg, run_dir
 
 
@@ -116,9 +117,8 @@ def _copy_history(folder: Path, source: Path, step: int, dest: Path) -> None:
 
 
 def _forget_best(folder: Path, state: dict[str, Any]) -> None:
-    state = {k: v for k, v in state.items()}  # mmap'ed tensors are read by torch.save
-    state.update(best_nll_pi=None, best_score=None, best_step=None, evals_since_best=0)
-    torch.save(state, folder / ckpt.TRAINING_STATE)
+    torch.save(dict(state, best_nll_pi=None, best_score=None, best_step=None,
+                    evals_since_best=0), folder / ckpt.TRAINING_STATE)
 
 
 def _copy_metrics(src: Path, dest: Path, step: int) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -37,7 +38,7 @@ from mberil_ros.algos.distributed import (
 )
 from mberil_ros.algos.train_config import TrainConfig, algorithm_classes, load_train_config
 from mberil_ros.errors import UserError
-from mberil_ros.paths import write_text_atomic
+from mberil_ros.paths import config_file, write_text_atomic
 
 ProgressCallback = Callable[[int, dict[str, float]], None]
 
@@ -365,9 +366,21 @@ class TrainingRun:
         ckpt.prune(self.run_dir, self.cfg.run.keep_checkpoints)
 
 
-def prepare_run(config: Path | None, overrides: list[str],
-                resume: Path | None) -> tuple[TrainConfig, Path]:
-    """Resolve the config and the run folder for a new or resumed run."""
+def prepare_run(config: Path | None, overrides: list[str], resume: Path | None = None,
+                fork: Path | None = None) -> tuple[TrainConfig, Path]:
+    """Resolve the config and the run folder for a new, resumed or forked run (``config``:
+    the training YAML of a new run; None: the package's train.yaml). The caller resumes a
+    resumed or forked run (TrainingRun(resume=True))."""
+    if resume is not None and fork is not None:
+        raise UserError("resume and fork are both set: a run either continues or forks")
+    if fork is not None:
+        from mberil_ros.algos.fork import prepare_fork
+
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise UserError("--fork under torchrun: fork with one process first (steps= the "
+                            "checkpoint's step copies without training), then torchrun ... "
+                            "--resume the new run folder")
+        return prepare_fork(fork, overrides)
     if resume is not None:
         saved = resume / "config.yaml"
         if not saved.is_file():
@@ -375,7 +388,7 @@ def prepare_run(config: Path | None, overrides: list[str],
         base = yaml.safe_load(saved.read_text())
         cfg = load_train_config(None, overrides, base=base)
         return cfg, resume
-    cfg = load_train_config(config, overrides)
+    cfg = load_train_config(config or config_file("train.yaml"), overrides)
     name = cfg.run.name or default_run_name(cfg)
     run_dir = Path(cfg.run.output_dir) / name
     if (run_dir / "checkpoints").exists():

@@ -10,9 +10,6 @@ import argparse
 import os
 from pathlib import Path
 
-from mberil_ros.errors import UserError
-from mberil_ros.paths import config_file
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
@@ -46,20 +43,7 @@ def run(args: argparse.Namespace) -> int:
     if args.config is not None and (args.resume or args.fork) and _is_main():
         print(f"note: --config {args.config} is ignored: --resume and --fork use the run's "
               "own config.yaml (change settings with key=value)")
-    if args.fork is not None:
-        from mberil_ros.algos.fork import prepare_fork
-
-        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-            raise UserError("--fork under torchrun: fork with one process first (steps= the "
-                            "checkpoint's step copies without training), then torchrun ... "
-                            "--resume the new run folder")
-        cfg, run_dir = prepare_fork(args.fork, args.overrides)
-        print(f"forked {args.fork} into {run_dir}")
-    else:
-        config = args.config
-        if config is None and args.resume is None:
-            config = config_file("train.yaml")
-        cfg, run_dir = prepare_run(config, args.overrides, args.resume)
+    cfg, run_dir = prepare_run(args.config, args.overrides, args.resume, args.fork)
     resume = args.resume is not None or args.fork is not None
     try:
         summary = TrainingRun(cfg, run_dir, resume=resume).run()

@@ -22,11 +22,9 @@ from pathlib import Path
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.node import Node
 
-from mberil_ros.algos.fork import prepare_fork
 from mberil_ros.algos.runner import TrainingRun, prepare_run
 from mberil_ros.errors import UserError
 from mberil_ros.nodes import spinning
-from mberil_ros.paths import config_file
 from mberil_ros.settings import setting
 
 
@@ -48,14 +46,8 @@ class TrainerNode(Node):
         overrides = [o for o in p["overrides"] if o]
         resume = Path(p["resume"]) if p["resume"] else None
         fork = Path(p["fork"]) if p["fork"] else None
-        if resume and fork:
-            raise UserError("resume and fork are both set: a run either continues or forks")
-        if fork:
-            self.cfg, self.run_dir = prepare_fork(fork, overrides)
-        else:
-            config = Path(p["config"]) if p["config"] else (
-                None if resume else config_file("train.yaml"))
-            self.cfg, self.run_dir = prepare_run(config, overrides, resume)
+        config = Path(p["config"]) if p["config"] else None
+        self.cfg, self.run_dir = prepare_run(config, overrides, resume, fork)
         self.stop_requested = threading.Event()
         self.done = threading.Event()
         self.lock = threading.Lock()
