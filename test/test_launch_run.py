@@ -110,8 +110,10 @@ def test_train_launch_trains_and_fails_on_a_bad_dataset(prefix, tmp_path):
     assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
     assert (tmp_path / "runs" / "l" / "checkpoints" / "last").exists()
     last = tmp_path / "runs" / "l" / "checkpoints" / "last"
-    fork = launch(prefix, ["train.launch.py", f"fork:={last}", "overrides:=name=l2 steps=4"])
+    fork = launch(prefix, ["train.launch.py", f"fork:={last}", f"config:={bc}",
+                          "overrides:=name=l2 steps=4"])
     assert fork.returncode == 0, (fork.stdout + fork.stderr)[-3000:]
+    assert f"config {bc} is ignored: resume and fork use" in fork.stdout + fork.stderr
     assert os.readlink(tmp_path / "runs" / "l2" / "checkpoints" / "last") == "00000004"
     assert json.loads((tmp_path / "runs" / "l2" / "fork.json").read_text())["step"] == 2
     bad = launch(prefix, ["train.launch.py", f"overrides:=dataset={tmp_path / 'none'}"])

@@ -35,6 +35,15 @@ def rows(run: Path, group: str = "train") -> dict[int, dict]:
     return {r["step"]: r for r in map(json.loads, lines) if r["group"] == group}
 
 
+def tensorboard(run: Path, tag: str) -> dict[int, float]:
+    """Every TensorBoard scalar of ``tag`` in a run folder, by step (all its event files)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run), size_guidance={"scalars": 0})
+    events.Reload()
+    return {e.step: e.value for e in events.Scalars(tag)}
+
+
 def tree(path: Path) -> dict[str, tuple[int, float]]:
     return {str(p.relative_to(path)): (p.stat().st_size, p.stat().st_mtime)
             for p in sorted(path.rglob("*"))}
@@ -68,6 +77,11 @@ def test_fork_continues_as_the_source_did_and_leaves_it_alone(tmp_path, dataset,
     assert record["step"] == 8 and record["source"] == str(source.resolve())
     assert "name: src-from-00000008" in (fork / "config.yaml").read_text()
     assert tree(source) == before  # only read
+    # TensorBoard shows the copied history too, not only the steps after the fork
+    tag = next(f"train/{k}" for k in ref[1] if k not in ("step", "group"))
+    board = tensorboard(fork, tag)
+    assert sorted(board) == list(range(1, 17))
+    assert board == pytest.approx(tensorboard(source, tag))
 
     # from the warm start with another setting: shared history, another future
     assert cli_main(["train", "--fork", str(source / "checkpoints" / "warmstart"),

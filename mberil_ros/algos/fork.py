@@ -2,7 +2,8 @@
 
 The new run folder starts as a copy of the source run at that step: the checkpoint (weights,
 optimizers, RNG and algorithm state), the `warmstart` and `best` checkpoints it still
-refers to, and the metrics.jsonl rows and eval/*.json files up to that step. The runner then
+refers to, and the metrics.jsonl rows (also replayed as TensorBoard scalars) and eval/*.json
+files up to that step. The runner then
 resumes it, so with no overrides the fork continues exactly as the source did after that
 step (with `deterministic=true` on CPU); with overrides it is the same history and another
 future, e.g. the adversarial phase from one warm start under two settings:
@@ -108,7 +109,8 @@ def _copy_history(folder: Path, source: Path, step: int, dest: Path) -> None:
                                 f"{link}")
             shutil.copytree(src_root / name, root / name)
         ckpt.point(root, link, name)
-    _copy_metrics(source / "metrics.jsonl", dest / "metrics.jsonl", step)
+    rows = _copy_metrics(source / "metrics.jsonl", dest / "metrics.jsonl", step)
+    _replay_tensorboard(rows, dest)
     if (source / "eval").is_dir():
         (dest / "eval").mkdir()
         for f in sorted((source / "eval").glob("*.json")):
@@ -121,15 +123,35 @@ def _forget_best(folder: Path, state: dict[str, Any]) -> None:
                     evals_since_best=0), folder / ckpt.TRAINING_STATE)
 
 
-def _copy_metrics(src: Path, dest: Path, step: int) -> None:
+def _copy_metrics(src: Path, dest: Path, step: int) -> list[dict[str, Any]]:
+    """Copy the rows up to ``step``; returns them."""
     if not src.is_file():
-        return
-    keep = []
+        return []
+    keep: list[tuple[str, dict[str, Any]]] = []
     for line in src.read_text().splitlines():
         try:
             row = json.loads(line)
         except ValueError:  # a run killed mid-line: the torn row is dropped
             continue
         if int(row.get("step", step + 1)) <= step:
-            keep.append(line)
-    dest.write_text("".join(f"{line}\n" for line in keep))
+            keep.append((line, row))
+    dest.write_text("".join(f"{line}\n" for line, _ in keep))
+    return [row for _, row in keep]
+
+
+def _replay_tensorboard(rows: list[dict[str, Any]], dest: Path) -> None:
+    """The history's scalars as a TensorBoard event file of the fork, so that its curves
+    start at step 1 as the source's do (the source's event files cannot be cut at a step
+    without rewriting them; metrics.jsonl holds the same values under the same tags)."""
+    if not rows:
+        return
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(dest), filename_suffix=".fork-history")
+    try:
+        for row in rows:
+            for key, value in row.items():
+                if key not in ("step", "group") and isinstance(value, (int, float)):
+                    writer.add_scalar(f"{row['group']}/{key}", value, int(row["step"]))
+    finally:
+        writer.close()

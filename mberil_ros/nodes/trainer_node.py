@@ -47,6 +47,9 @@ class TrainerNode(Node):
         resume = Path(p["resume"]) if p["resume"] else None
         fork = Path(p["fork"]) if p["fork"] else None
         config = Path(p["config"]) if p["config"] else None
+        if config is not None and (resume or fork):
+            self.get_logger().warn(f"config {config} is ignored: resume and fork use the run's "
+                                   "own config.yaml (change settings with overrides)")
         self.cfg, self.run_dir = prepare_run(config, overrides, resume, fork)
         self.stop_requested = threading.Event()
         self.done = threading.Event()
