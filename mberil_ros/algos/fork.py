@@ -3,10 +3,10 @@
 The new run folder starts as a copy of the source run at that step: the checkpoint (weights,
 optimizers, RNG and algorithm state), the `warmstart` and `best` checkpoints it still
 refers to, and the metrics.jsonl rows (also replayed as TensorBoard scalars) and eval/*.json
-files up to that step. The runner then
-resumes it, so with no overrides the fork continues exactly as the source did after that
-step (with `deterministic=true` on CPU); with overrides it is the same history and another
-future, e.g. the adversarial phase from one warm start under two settings:
+files up to that step. The runner then resumes it, so with no overrides the fork continues
+exactly as the source did after that step (with `deterministic=true` on CPU); with
+overrides it is the same history and another future, e.g. the adversarial phase from one
+warm start under two settings:
 
     mberil train --fork runs/A/checkpoints/warmstart name=A-anchor1 algo.lambda_nll=1
 
