@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from dataclasses import asdict
 from pathlib import Path
 
 from mberil_ros.errors import UserError
@@ -21,6 +22,7 @@ from mberil_ros.eval.closed_loop import (
     BASELINES,
     EVAL_SEED_BASE,
     Evaluator,
+    Interruption,
     evaluation_seeds,
     summarize,
 )
@@ -41,7 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "  mberil eval runs/RUN/checkpoints/warmstart runs/RUN/checkpoints/best --suite all  "
         "# paired\n"
         "  mberil eval runs/RUN/checkpoints/warmstart runs/RUN/checkpoints/best "
-        "--nll datasets/test_heldout_init --episodes 1  # offline fit of both")
+        "--nll datasets/test_heldout_init --episodes 1  # offline fit of both\n"
+        "  mberil eval runs/RUN --suite train --interrupt 60:50 --interrupt-as estop  "
+        "# resumes after a 1 s e-stop in mid-reach?")
     parser.add_argument("checkpoints", nargs="+", metavar="checkpoint",
                         help="checkpoint folder, run folder, 'expert' or 'hold'; with two or "
                         "more, each is also compared with the first on the same layouts, "
@@ -80,6 +84,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "policy (median |z| in its sigmas: 0.67 when they agree as well as "
                         "the policy says), over successes / failures, and the share beyond "
                         "its 99 %% band in their first 0.5 s (0.01 then)")
+    parser.add_argument("--interrupt", metavar="TICK:TICKS",
+                        help="also run every controller with a hold in mid-episode, as "
+                        "policy_node makes one: from tick TICK on (50 per second) the arm "
+                        "holds its last command for TICKS ticks, then the policy goes on; "
+                        "paired with the same controller uninterrupted")
+    parser.add_argument("--interrupt-as", choices=Interruption.KINDS,
+                        help="stale (default): the policy's recurrent state resumes where it "
+                        "was, as after stale or non-finite input; estop: it starts afresh "
+                        "from the state reached, as after ~/clear_estop")
     parser.add_argument("--json", metavar="OUT.json", help="write the summary and every episode")
     parser.add_argument("--plot", metavar="DIR", help="draw the first episodes' hand paths")
 
@@ -91,6 +104,10 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--episodes must be >= 1, got {args.episodes}")
     if args.seed < 0:
         raise UserError(f"--seed must be >= 0, got {args.seed}")
+    if args.interrupt_as and not args.interrupt:
+        raise UserError("--interrupt-as needs --interrupt TICK:TICKS")
+    interruption = (_interruption(args.interrupt, args.interrupt_as or "stale")
+                    if args.interrupt else None)
     if args.arm is None:
         from mberil_ros.algos.checkpoint import arm
 
@@ -140,27 +157,39 @@ def run(args: argparse.Namespace) -> int:
                                              args.nll, labels if several else {})
     if layouts:
         report["layouts"] = str(layouts)
+    if interruption:
+        report["interruption"] = asdict(interruption)
+    variants = [None] + ([interruption] if interruption else [])
     rows = []
-    episodes_of: dict[tuple[str, str], list[dict]] = {}
-    with tqdm(total=len(specs) * len(suites) * len(seeds), desc="episodes", unit="ep",
-              ncols=90) as bar, Evaluator(args.workers or os.cpu_count()) as evaluator:
+    episodes_of: dict[tuple[str, str], list[dict]] = {}  # (name, suite) -> episodes
+    with tqdm(total=len(specs) * len(suites) * len(seeds) * len(variants), desc="episodes",
+              unit="ep", ncols=90) as bar, Evaluator(args.workers or os.cpu_count()) as evaluator:
         for spec in specs:
             for suite in suites:
-                results = evaluator.run(spec, suite, seeds, arm=args.arm, keep_paths=keep,
-                                        progress=bar.update, layouts=layouts,
-                                        hold=args.hold, expert_query=args.expert_query)
-                summary = summarize(results)
-                rows.append((labels[spec], suite, summary))
-                episodes_of[spec, suite] = [r.__dict__ for r in results]
-                report["results"].append({"controller": spec, "suite": suite,
-                                          "summary": summary,
-                                          "episodes": episodes_of[spec, suite]})
-                if args.plot:
-                    _plot(Path(args.plot), labels[spec], suite, args.arm, results[:keep],
-                          episodes if layouts else None)
+                for variant in variants:
+                    name = labels[spec] + (f" + {variant.kind} hold" if variant else "")
+                    results = evaluator.run(spec, suite, seeds, arm=args.arm,
+                                            keep_paths=keep, progress=bar.update,
+                                            layouts=layouts, hold=args.hold,
+                                            expert_query=args.expert_query,
+                                            interruption=variant)
+                    summary = summarize(results)
+                    rows.append((name, suite, summary))
+                    episodes_of[name, suite] = [r.__dict__ for r in results]
+                    report["results"].append({"controller": spec, "suite": suite,
+                                              "interrupted": variant is not None,
+                                              "summary": summary,
+                                              "episodes": episodes_of[name, suite]})
+                    if args.plot:
+                        _plot(Path(args.plot), name.replace(" + ", "-").replace(" ", "_"),
+                              suite, args.arm, results[:keep], episodes if layouts else None)
     print(format_table(rows))
-    if several:
-        report["paired"] = _paired(specs[:len(args.checkpoints)], suites, episodes_of, labels)
+    given = specs[:len(args.checkpoints)]
+    pairs = [(given[0], spec, False) for spec in given[1:]]
+    if interruption:
+        pairs += [(spec, spec, True) for spec in specs]
+    if pairs:
+        report["paired"] = _paired(pairs, suites, episodes_of, labels, interruption)
     if args.json:
         from mberil_ros.paths import write_text_atomic
 
@@ -213,25 +242,39 @@ def format_table(rows: list[tuple[str, str, dict]]) -> str:
     return text_table(header, body)
 
 
-def _paired(specs: list[str], suites: list[str], episodes_of: dict[tuple[str, str], list[dict]],
-            labels: dict[str, str]) -> list[dict]:
-    """Each checkpoint after the first against the first, suite by suite: printed, and
-    returned for the JSON report."""
+def _paired(pairs: list[tuple[str, str, bool]], suites: list[str],
+            episodes_of: dict[tuple[str, str], list[dict]], labels: dict[str, str],
+            interruption: Interruption | None) -> list[dict]:
+    """(base, controller, interrupted): the controller (interrupted or not) against the base
+    uninterrupted, suite by suite: printed, and returned for the JSON report."""
     from mberil_ros.eval.paired import paired
 
     out, body = [], []
-    for spec in specs[1:]:
+    for base, spec, interrupted in pairs:
+        name = labels[spec] + (f" + {interruption.kind} hold" if interrupted else "")
         for suite in suites:
-            p = paired(episodes_of[specs[0], suite], episodes_of[spec, suite])
-            out.append({"base": specs[0], "controller": spec, "suite": suite, **p})
-            body.append([labels[spec], suite, str(p["episodes"]), f"{p['success_base']:.2f}",
-                         f"{p['success']:.2f}", str(p["gained"]), str(p["lost"]),
-                         f"{p['p']:.2f}"])
-    print(f"\npaired with {labels[specs[0]]} (same layouts; p: exact sign test on the "
-          "episodes that differ)")
-    print(text_table(["controller", "suite", "episodes", "base", "success", "gained", "lost",
-                      "p"], body))
+            p = paired(episodes_of[labels[base], suite], episodes_of[name, suite])
+            out.append({"base": base, "controller": spec, "interrupted": interrupted,
+                        "suite": suite, **p})
+            body.append([name, labels[base], suite, str(p["episodes"]),
+                         f"{p['success_base']:.2f}", f"{p['success']:.2f}", str(p["gained"]),
+                         str(p["lost"]), f"{p['p']:.2f}"])
+    print("\npaired on the same layouts (gained / lost against the base; p: exact sign test "
+          "on the episodes that differ)" + (f"; interrupted: {interruption}" if interruption
+                                              else ""))
+    print(text_table(["controller", "base", "suite", "episodes", "base success", "success",
+                      "gained", "lost", "p"], body))
     return out
+
+
+def _interruption(text: str, kind: str) -> Interruption:
+    try:
+        start, ticks = (int(v) for v in text.split(":"))
+        return Interruption(start, ticks, kind)
+    except ValueError as exc:
+        detail = "" if "needs" not in str(exc) else f" ({exc})"
+        raise UserError(f"--interrupt must be TICK:TICKS with TICK, TICKS >= 1 (e.g. 60:50), "
+                        f"got {text!r}{detail}") from None
 
 
 def _plot(folder: Path, name: str, suite: str, arm: str, results: list,

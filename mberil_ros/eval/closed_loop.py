@@ -110,6 +110,59 @@ class ExpertQueryController(RuntimeController):
                 "expert_tail_start": float((z[:START_TICKS] > TAIL_Z).mean())}
 
 
+@dataclass(frozen=True)
+class Interruption:
+    """A hold in mid-episode, as ``policy_node`` makes one: from tick ``start`` on, for
+    ``ticks`` ticks, the arm is sent its last command and the policy is not stepped. Then
+    ``kind`` 'stale' resumes the policy's recurrent state where it was (the node's hold on
+    stale or non-finite input); 'estop' starts a fresh one from the state reached (the
+    node's ``~/clear_estop``)."""
+
+    start: int
+    ticks: int
+    kind: str = "stale"
+
+    KINDS = ("stale", "estop")
+
+    def __post_init__(self) -> None:
+        if self.start < 1 or self.ticks < 1:
+            raise ValueError(f"an interruption needs start >= 1 and ticks >= 1, got "
+                             f"{self.start}:{self.ticks}")
+        if self.kind not in self.KINDS:
+            raise ValueError(f"interruption kind must be one of {self.KINDS}, got {self.kind!r}")
+
+    def __str__(self) -> str:
+        return f"{self.kind} hold at tick {self.start} for {self.ticks} ticks"
+
+
+class InterruptedController:
+    """Any controller with an Interruption. A baseline (expert, hold) has no recurrent state:
+    for it both kinds are the same hold."""
+
+    def __init__(self, inner: Controller, interruption: Interruption) -> None:
+        self.inner, self.interruption = inner, interruption
+
+    def __getattr__(self, name: str) -> Any:  # runtime, episode_stats: the wrapped one's
+        if name == "inner":  # not set yet: no recursion
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+    def start(self, task: Any, seed: int) -> None:
+        self.inner.start(task, seed)
+        self.tick, self.last = 0, None
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        i, self.tick = self.tick, self.tick + 1
+        first, end = self.interruption.start, self.interruption.start + self.interruption.ticks
+        runtime = getattr(self.inner, "runtime", None)
+        if first <= i < end and self.last is not None:
+            return runtime.hold("interrupted") if runtime is not None else self.last
+        if i == end and self.interruption.kind == "estop" and runtime is not None:
+            runtime.reset(obs)  # as policy_node after ~/clear_estop: a new history from here
+        self.last = np.asarray(self.inner.act(obs), dtype=float)
+        return self.last
+
+
 def policy_controller(policy: Any, config: dict[str, Any]) -> RuntimeController:
     """A controller on an in-memory policy (closed-loop checks while training)."""
     from mberil_ros.runtime import PolicyRuntime
@@ -202,7 +255,7 @@ def run_episode(task: Any, controller: Controller, seed: int, keep_path: bool = 
         time_to_goal=float(info["time"]) if info["success"] else None, ticks=len(cmd),
         smoothness=command_smoothness(cmd), sign_changes=sign_change_rate(cmd, CONTROL_DT),
         hand_path=path if keep_path else [])
-    if isinstance(controller, ExpertQueryController):
+    if hasattr(controller, "episode_stats"):  # an ExpertQueryController, maybe interrupted
         for k, v in controller.episode_stats().items():
             setattr(result, k, v)
     if hold:
@@ -244,7 +297,8 @@ def _init_worker() -> None:
 
 def _run_seeds(spec: str, suite: str, arm: str, seeds: list[int], keep: frozenset[int],
                layouts: str | None = None, hold: bool = False,
-               expert_query: bool = False) -> list[dict[str, Any]]:
+               expert_query: bool = False, interruption: Interruption | None = None
+               ) -> list[dict[str, Any]]:
     key = (spec, suite, arm, layouts, expert_query)
     if key not in _cache:  # a worker keeps its tasks and loaded policies between chunks
         from mberil_ros.sim.layouts import load_layouts
@@ -261,6 +315,8 @@ def _run_seeds(spec: str, suite: str, arm: str, seeds: list[int], keep: frozense
             task, episodes = ReachingTask(suite, arm), None
         _cache[key] = (task, make_controller(spec, task, expert_query), episodes)
     task, controller, episodes = _cache[key]
+    if interruption is not None:
+        controller = InterruptedController(controller, interruption)
     return [asdict(run_episode(task, controller, s, s in keep,
                                episodes[s] if episodes else None, hold)) for s in seeds]
 
@@ -288,22 +344,25 @@ class Evaluator:
 
     def run(self, spec: str, suite: str, seeds: list[int], *, arm: str = "right",
             keep_paths: int = 0, progress: Any = None, layouts: str | None = None,
-            hold: bool = False, expert_query: bool = False) -> list[EpisodeResult]:
+            hold: bool = False, expert_query: bool = False,
+            interruption: Interruption | None = None) -> list[EpisodeResult]:
         """``spec`` (a checkpoint, 'expert' or 'hold') on ``seeds`` of ``suite`` (with
         ``layouts``, a layouts YAML: on the layouts of these indices), in seed order;
         ``progress(n)`` is called as chunks finish; ``hold``: see run_episode;
-        ``expert_query``: see ExpertQueryController (checkpoints only)."""
+        ``expert_query``: see ExpertQueryController (checkpoints only); ``interruption``:
+        see Interruption."""
         keep = frozenset(seeds[:keep_paths])
         if self.pool is None:
             out = []
             for s in seeds:
-                out += _run_seeds(spec, suite, arm, [s], keep, layouts, hold, expert_query)
+                out += _run_seeds(spec, suite, arm, [s], keep, layouts, hold, expert_query,
+                                  interruption)
                 if progress:
                     progress(1)
         else:
             out = []
             futures = [self.pool.submit(_run_seeds, spec, suite, arm, seeds[i:i + 4], keep,
-                                        layouts, hold, expert_query)
+                                        layouts, hold, expert_query, interruption)
                        for i in range(0, len(seeds), 4)]
             for f in as_completed(futures):
                 part = f.result()
