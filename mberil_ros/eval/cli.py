@@ -167,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
         for spec in specs:
             for suite in suites:
                 for variant in variants:
-                    name = labels[spec] + (f" + {variant.kind} hold" if variant else "")
+                    name = _name(labels[spec], variant)
                     results = evaluator.run(spec, suite, seeds, arm=args.arm,
                                             keep_paths=keep, progress=bar.update,
                                             layouts=layouts, hold=args.hold,
@@ -251,7 +251,7 @@ def _paired(pairs: list[tuple[str, str, bool]], suites: list[str],
 
     out, body = [], []
     for base, spec, interrupted in pairs:
-        name = labels[spec] + (f" + {interruption.kind} hold" if interrupted else "")
+        name = _name(labels[spec], interruption if interrupted else None)
         for suite in suites:
             p = paired(episodes_of[labels[base], suite], episodes_of[name, suite])
             out.append({"base": base, "controller": spec, "interrupted": interrupted,
@@ -265,6 +265,11 @@ def _paired(pairs: list[tuple[str, str, bool]], suites: list[str],
     print(text_table(["controller", "base", "suite", "episodes", "base success", "success",
                       "gained", "lost", "p"], body))
     return out
+
+
+def _name(label: str, interruption: Interruption | None) -> str:
+    """A controller's name in the tables, interrupted or not."""
+    return label + (f" + {interruption.kind} hold" if interruption else "")
 
 
 def _interruption(text: str, kind: str) -> Interruption:
