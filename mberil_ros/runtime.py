@@ -26,6 +26,10 @@ from mberil_ros.algos import checkpoint as ckpt
 from mberil_ros.algos.codec import PolicyCodec
 from mberil_ros.errors import UserError
 
+# rad: after an e-stop, the arm counts as not moved (the policy's history still holds) when
+# every joint is this close to the held command; about two ticks of the expert's command lead
+ESTOP_RESUME_TOLERANCE = 0.02
+
 
 @dataclass(frozen=True)
 class JointLimits:
@@ -144,6 +148,21 @@ class PolicyRuntime:
         self.prev_command = np.clip(self.prev_command, self.limits.lower, self.limits.upper)
         self._state = self.policy.encoder.init_state(1)
         self.hold_reason = None
+
+    def resume(self, observation: np.ndarray, tolerance: float) -> float | None:
+        """After a hold the policy was not stepped in (an e-stop): keep the recurrent state
+        when the arm is where the last command held it, every joint within ``tolerance``
+        rad, and return how far it is (rad); otherwise reset(observation) and return None.
+        A fresh history in mid-reach is what a Mamba policy has never seen: it creeps
+        towards the target (docs/learning.md, "Holds in mid-reach")."""
+        obs = self._check(observation)
+        if self.prev_command is not None and self._state is not None and tolerance > 0:
+            moved = float(np.max(np.abs(obs[self.codec.qidx] - self.prev_command)))
+            if moved <= tolerance:  # NaN compares False: a reset, which refuses it
+                self.hold_reason = None
+                return moved
+        self.reset(observation)
+        return None
 
     def stop(self) -> None:
         """The episode is over (a reset moved the arm): nothing to hold until the next

@@ -1,5 +1,6 @@
 """`mberil eval --interrupt`: a hold in mid-episode, as policy_node makes one on stale input
-(the recurrent state resumes) or on an e-stop (a fresh one after ~/clear_estop)."""
+(the recurrent state resumes), on an e-stop (resumes where the arm was held) or on a reset
+(a fresh history from the state reached)."""
 
 from __future__ import annotations
 
@@ -67,9 +68,10 @@ def _state(runtime) -> list[torch.Tensor]:
 @pytest.mark.parametrize("kind", Interruption.KINDS)
 def test_a_policy_is_not_stepped_during_the_hold_and_resumes_as_the_node_would(mamba_run,
                                                                                kind):
-    """stale: the tick after the window continues the history from before it (a fresh runtime
-    given the same observations before the window, then the one after it, agrees); estop: it
-    is a fresh episode's first tick from the state reached."""
+    """stale, and estop with the arm where it was held: the tick after the window continues
+    the history from before it (a fresh runtime given the same observations before the
+    window, then the one after it, agrees); reset: it is a fresh episode's first tick from
+    the state reached."""
     task = ReachingTask("train")
     ctl = InterruptedController(RuntimeController.load(str(mamba_run), task),
                                 Interruption(START, TICKS, kind))
@@ -85,23 +87,24 @@ def test_a_policy_is_not_stepped_during_the_hold_and_resumes_as_the_node_would(m
                                                  strict=True))  # never stepped while holding
     for i in range(START, START + TICKS):
         np.testing.assert_array_equal(cmds[i], cmds[START - 1])
-    twin = RuntimeController.load(str(mamba_run), task).runtime
+    assert ctl.resumed is (True if kind == "estop" else None)
     end_obs = observations[START + TICKS]
-    if kind == "stale":
-        twin.reset(observations[0])
+
+    def resumed():
+        r = RuntimeController.load(str(mamba_run), task).runtime
+        r.reset(observations[0])
         for i in range(START):
-            np.testing.assert_array_equal(twin.step(observations[i]), cmds[i])
-    else:
-        twin.reset(end_obs)
-    want = twin.step(end_obs)
+            np.testing.assert_array_equal(r.step(observations[i]), cmds[i])
+        return r.step(end_obs)
+
+    def fresh():
+        r = RuntimeController.load(str(mamba_run), task).runtime
+        r.reset(end_obs)
+        return r.step(end_obs)
+
+    want, other = (fresh(), resumed()) if kind == "reset" else (resumed(), fresh())
     np.testing.assert_array_equal(cmds[START + TICKS], want)
-    # and the two kinds differ there: the check can tell them apart
-    other = RuntimeController.load(str(mamba_run), task).runtime
-    other.reset(end_obs if kind == "stale" else observations[0])
-    if kind == "estop":
-        for i in range(START):
-            other.step(observations[i])
-    assert not np.array_equal(other.step(end_obs), want)
+    assert not np.array_equal(other, want)  # the check can tell the two apart
 
 
 def test_interruption_settings_are_checked():
@@ -127,6 +130,9 @@ def test_mberil_eval_interrupt_pairs_each_controller_with_itself(mamba_run, tmp_
     assert [e["final_distance"] for e in hold[0]] == [e["final_distance"] for e in hold[1]]
     pairs = {(p["base"], p["controller"], p["interrupted"]) for p in report["paired"]}
     policy = next(c for c, _ in runs if c != "hold")
+    # the sim's arm is where it was held at the clear: every history was kept
+    assert runs[policy, True]["summary"]["resumed"] == 1.0
+    assert "resumed" not in runs["hold", True]["summary"]  # nothing to resume
     assert pairs == {(policy, "hold", False), (policy, policy, True), ("hold", "hold", True)}
     for p in report["paired"]:
         base = {e["seed"]: e["success"] for e in runs[p["base"], False]["episodes"]}

@@ -75,12 +75,14 @@ class Bench:
         self.goal.publish(goal)
         self.obstacles.publish(MarkerArray())
 
-    def stream(self, seconds: float, nan: bool = False) -> None:
-        """/joint_states at 50 Hz; the arm follows the last command (a perfect controller)."""
+    def stream(self, seconds: float, nan: bool = False, pushed: float = 0.0) -> None:
+        """/joint_states at 50 Hz; the arm follows the last command (a perfect controller),
+        its first joint ``pushed`` rad away from it (moved by hand)."""
         end = time.monotonic() + seconds
         while time.monotonic() < end:
             if self.commands:
                 self.q.update(zip(CONTROLLER, self.commands[-1], strict=True))
+                self.q[CONTROLLER[0]] += pushed
             msg = JointState(name=list(ALL_JOINTS))
             msg.position = [float("nan") if nan else float(self.q.get(j, 0.0))
                             for j in ALL_JOINTS]
@@ -145,7 +147,23 @@ def test_streams_and_holds_on_stale_nan_and_estop(checkpoint, tmp_path):
         bench.stream(0.5)
         assert bench.diagnostics[-1] == "streaming"
 
-        _check_limits(bench.commands, 1 / 50)
+        # an e-stop in which the arm is pushed away: at the clear a fresh history, whose
+        # commands start from where the arm is, not from the held command
+        before_push = len(bench.commands)
+        bench.estop.publish(Bool(data=True))
+        bench.stream(0.3, pushed=0.1)
+        held = bench.commands[-1]
+        cleared = len(bench.commands)
+        bench.call("/policy_node/clear_estop")
+        bench.stream(0.3, pushed=0.1)
+        bench.stream(0.3)
+        after = bench.commands[cleared:]
+        first = next(i for i, c in enumerate(after) if c != held)
+        step = JointLimits.from_urdf(CONTROLLER).velocity[0] / 50
+        assert abs(after[first][0] - (held[0] + 0.1)) <= step + 1e-9
+
+        _check_limits(bench.commands[:before_push], 1 / 50)
+        _check_limits(after[first:], 1 / 50)
     finally:
         bench.node.destroy_node()
         rclpy.shutdown()
@@ -153,6 +171,11 @@ def test_streams_and_holds_on_stale_nan_and_estop(checkpoint, tmp_path):
     log = (tmp_path / "policy.log").read_text()
     assert "holding position: /joint_states stale" in log
     assert "non-finite" in log and "e-stop on /policy/estop" in log
+    resumed = re.search(r"e-stop cleared: the arm is within ([0-9.]+) rad of the held command",
+                        log)
+    assert resumed and float(resumed.group(1)) <= 0.02, log
+    assert "e-stop cleared: the arm is not where it was held" in log
+    assert log.index(resumed.group(0)) < log.index("is not where it was held")
     assert "policy_node:" in log and "missed" in log  # the shutdown report
     assert "1 inference thread(s)" in log  # the default, whatever torch's own is
 

@@ -156,6 +156,38 @@ def test_runtime_clamps_and_holds_on_bad_input(checkpoint, dataset):
         rt.step(obs)
 
 
+def test_resume_keeps_the_history_only_where_the_arm_was_held(checkpoint, dataset):
+    """After an e-stop: within the tolerance of the held command the recurrent state goes
+    on (the next command is the one the uninterrupted history gives); beyond it, at
+    tolerance 0 and before any episode, a fresh history as reset() makes it."""
+    ep = OfflineData(dataset, DataConfig(val_fraction=0.25)).dataset.episode(0).observation
+    twin, rt = PolicyRuntime.load(checkpoint), PolicyRuntime.load(checkpoint)
+    assert rt.resume(ep[0], 0.02) is None and rt.prev_command is not None  # never started
+    for r in (rt, twin):
+        r.reset(ep[0])
+        for obs in ep[1:6]:
+            r.step(obs)
+    held = rt.hold("e-stop")
+    near = ep[6].copy()
+    near[rt.codec.qidx] = held + 0.01
+    moved = rt.resume(near, 0.02)
+    assert moved == pytest.approx(0.01, abs=1e-6)
+    np.testing.assert_array_equal(rt.step(near), twin.step(near))  # the same history
+
+    def fresh(obs):
+        r = PolicyRuntime.load(checkpoint)
+        r.reset(obs)
+        return r.step(obs)
+
+    far = near.copy()
+    far[rt.codec.qidx[0]] += 0.05
+    assert rt.resume(far, 0.02) is None
+    np.testing.assert_array_equal(rt.step(far), fresh(far))
+    assert not np.array_equal(twin.step(far), fresh(far))  # the two can be told apart
+    rt.hold("e-stop")
+    assert rt.resume(np.asarray(ep[7]), 0.0) is None  # 0: always afresh
+
+
 def test_runtime_refuses_mismatched_checkpoints(checkpoint, tmp_path):
     with pytest.raises(UserError, match="controls joints"):
         PolicyRuntime.load(checkpoint, joint_names=[f"LARM_JOINT{i}" for i in range(6)])

@@ -44,8 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "# paired\n"
         "  mberil eval runs/RUN/checkpoints/warmstart runs/RUN/checkpoints/best "
         "--nll datasets/test_heldout_init --episodes 1  # offline fit of both\n"
-        "  mberil eval runs/RUN --suite train --interrupt 60:50 --interrupt-as estop  "
-        "# resumes after a 1 s e-stop in mid-reach?")
+        "  mberil eval runs/RUN --suite train --interrupt 150:50 --interrupt-as reset  "
+        "# reaches from a fresh history in mid-reach?")
     parser.add_argument("checkpoints", nargs="+", metavar="checkpoint",
                         help="checkpoint folder, run folder, 'expert' or 'hold'; with two or "
                         "more, each is also compared with the first on the same layouts, "
@@ -91,8 +91,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "paired with the same controller uninterrupted")
     parser.add_argument("--interrupt-as", choices=Interruption.KINDS,
                         help="stale (default): the policy's recurrent state resumes where it "
-                        "was, as after stale or non-finite input; estop: it starts afresh "
-                        "from the state reached, as after ~/clear_estop")
+                        "was, as after stale or non-finite input; estop: what policy_node "
+                        "does at ~/clear_estop (resumes, as the arm was not moved; adds the "
+                        "share resumed); reset: a fresh history from the state reached, as "
+                        "after ~/reset_episode or an e-stop in which the arm was moved")
     parser.add_argument("--json", metavar="OUT.json", help="write the summary and every episode")
     parser.add_argument("--plot", metavar="DIR", help="draw the first episodes' hand paths")
 

@@ -113,16 +113,18 @@ class ExpertQueryController(RuntimeController):
 @dataclass(frozen=True)
 class Interruption:
     """A hold in mid-episode, as ``policy_node`` makes one: from tick ``start`` on, for
-    ``ticks`` ticks, the arm is sent its last command and the policy is not stepped. Then
-    ``kind`` 'stale' resumes the policy's recurrent state where it was (the node's hold on
-    stale or non-finite input); 'estop' starts a fresh one from the state reached (the
-    node's ``~/clear_estop``)."""
+    ``ticks`` ticks, the arm is sent its last command and the policy is not stepped. Then,
+    by ``kind``: 'stale' resumes the policy's recurrent state where it was (the node's hold
+    on stale or non-finite input); 'estop' does what the node does at ``~/clear_estop``
+    (PolicyRuntime.resume: the same unless the arm moved, which it does not here); 'reset'
+    starts a fresh history from the state reached (the node's ``~/reset_episode``, or an
+    e-stop clear after the arm was moved)."""
 
     start: int
     ticks: int
     kind: str = "stale"
 
-    KINDS = ("stale", "estop")
+    KINDS = ("stale", "estop", "reset")
 
     def __post_init__(self) -> None:
         if self.start < 1 or self.ticks < 1:
@@ -150,6 +152,7 @@ class InterruptedController:
     def start(self, task: Any, seed: int) -> None:
         self.inner.start(task, seed)
         self.tick, self.last = 0, None
+        self.resumed: bool | None = None  # estop: whether the history was kept
 
     def act(self, obs: np.ndarray) -> np.ndarray:
         i, self.tick = self.tick, self.tick + 1
@@ -157,8 +160,13 @@ class InterruptedController:
         runtime = getattr(self.inner, "runtime", None)
         if first <= i < end and self.last is not None:
             return runtime.hold("interrupted") if runtime is not None else self.last
-        if i == end and self.interruption.kind == "estop" and runtime is not None:
-            runtime.reset(obs)  # as policy_node after ~/clear_estop: a new history from here
+        if i == end and runtime is not None and self.interruption.kind != "stale":
+            if self.interruption.kind == "estop":
+                from mberil_ros.runtime import ESTOP_RESUME_TOLERANCE  # loaded with the policy
+
+                self.resumed = runtime.resume(obs, ESTOP_RESUME_TOLERANCE) is not None
+            else:
+                runtime.reset(obs)
         self.last = np.asarray(self.inner.act(obs), dtype=float)
         return self.last
 
@@ -224,6 +232,9 @@ class EpisodeResult:
     # without having touched anything (an episode that never reached: its final distance)
     settled_distance: float | None = None
     held: bool | None = None
+    # --interrupt-as estop only: the policy's history was kept at the clear (the arm was
+    # within ESTOP_RESUME_TOLERANCE of the held command); None otherwise
+    resumed: bool | None = None
     # expert query only (ExpertQueryController; None otherwise)
     expert_z: float | None = None
     expert_tail: float | None = None
@@ -255,6 +266,8 @@ def run_episode(task: Any, controller: Controller, seed: int, keep_path: bool = 
         time_to_goal=float(info["time"]) if info["success"] else None, ticks=len(cmd),
         smoothness=command_smoothness(cmd), sign_changes=sign_change_rate(cmd, CONTROL_DT),
         hand_path=path if keep_path else [])
+    if isinstance(controller, InterruptedController):
+        result.resumed = controller.resumed
     if hasattr(controller, "episode_stats"):  # an ExpertQueryController, maybe interrupted
         for k, v in controller.episode_stats().items():
             setattr(result, k, v)
@@ -396,9 +409,17 @@ def summarize(results: list[EpisodeResult]) -> dict[str, float]:
         **({"held": sum(bool(r.held) for r in results) / n,
             "settled_distance": float(np.median([r.settled_distance for r in results]))}
            if results and results[0].held is not None else {}),
+        **_resumed_summary(results),
         **(_expert_query_summary(results)
            if any(r.expert_z is not None for r in results) else {}),
     }
+
+
+def _resumed_summary(results: list[EpisodeResult]) -> dict[str, float]:
+    """--interrupt-as estop: the share of the episodes still running at the clear in which
+    the policy's history was kept."""
+    cleared = [r.resumed for r in results if r.resumed is not None]
+    return {"resumed": sum(cleared) / len(cleared)} if cleared else {}
 
 
 def _expert_query_summary(results: list[EpisodeResult]) -> dict[str, float | None]:

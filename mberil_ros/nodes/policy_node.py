@@ -11,7 +11,8 @@ episode (a start marker on /task/episode, or ~/reset_episode) restarts the recur
 
 It holds (repeats its last command) and says why when /joint_states is older than
 ``stale_periods`` ticks, when an input is NaN, while no goal has arrived, and after a True
-on the e-stop topic, which latches until ~/clear_estop. Inference time, loop period,
+on the e-stop topic, which latches until ~/clear_estop (then the policy resumes its
+history if the arm is where it was held, else starts afresh). Inference time, loop period,
 missed ticks and holds go to /diagnostics and to the log at shutdown.
 """
 
@@ -38,6 +39,7 @@ from visualization_msgs.msg import MarkerArray
 
 from mberil_ros.errors import UserError
 from mberil_ros.nodes import realtime, spinning
+from mberil_ros.runtime import ESTOP_RESUME_TOLERANCE
 from mberil_ros.settings import setting
 from mberil_ros.sim.observation import build_observation
 from mberil_ros.sim.obstacle_markers import obstacles_from_markers
@@ -76,6 +78,10 @@ class PolicyNodeParameters:
                                  "policy's recurrent state")
     estop_topic: str = setting("/policy/estop", "std_msgs/Bool: True holds position until "
                                "~/clear_estop")
+    estop_resume_tolerance: float = setting(
+        ESTOP_RESUME_TOLERANCE, "rad: at ~/clear_estop the policy's recurrent state is kept "
+        "when every joint is within this of the held command (the arm was not moved), else "
+        "it starts afresh from where the arm is; 0: always afresh")
     stale_periods: float = setting(3.0, "hold when /joint_states is older than this many "
                                    "control periods")
     deterministic: bool = setting(True, "the policy's mean action (false: sample)")
@@ -114,6 +120,7 @@ class PolicyNode(LifecycleNode):
         self.need_reset = True
         self.fresh_state = True  # a /joint_states arrived since the last episode start
         self.estop = False
+        self.resume_pending = False  # an e-stop was cleared: resume or restart at the next tick
         self.timer = None
         self.last_tick = None
         self.periods: deque[float] = deque(maxlen=1000)
@@ -279,7 +286,10 @@ class PolicyNode(LifecycleNode):
     def _clear_estop(self, request: Trigger.Request, response: Trigger.Response
                      ) -> Trigger.Response:
         self.estop = False
-        self._new_episode()  # the arm may have been moved meanwhile: start from where it is
+        # decided on the first /joint_states after the clear: a history whose arm was moved
+        # meanwhile is not the arm's, but a fresh one in mid-reach makes a Mamba policy creep
+        self.resume_pending = not self.need_reset
+        self.fresh_state = False
         response.success, response.message = True, "e-stop cleared"
         return response
 
@@ -291,6 +301,7 @@ class PolicyNode(LifecycleNode):
 
     def _new_episode(self) -> None:
         self.need_reset = True
+        self.resume_pending = False
         self.fresh_state = False  # the reset needs a state of the new episode
         self.idle = {}
         if self.runtime is not None:
@@ -321,18 +332,34 @@ class PolicyNode(LifecycleNode):
                                     self.goals, self.obstacles)
         except KeyError as exc:
             return self._publish_hold(f"joint {exc} missing from /joint_states")
+        if self.resume_pending:
+            if not np.all(np.isfinite(obs)):
+                return self._publish_hold("non-finite observation at the e-stop clear")
+            self.resume_pending = False
+            moved = self.runtime.resume(obs, self.p["estop_resume_tolerance"])
+            if moved is None:
+                self.get_logger().warn("e-stop cleared: the arm is not where it was held, so "
+                                       "the policy starts a fresh history from here")
+                self.idle = self._idle_positions()
+            else:
+                self.get_logger().info(f"e-stop cleared: the arm is within {moved:.4f} rad of "
+                                       "the held command, the policy resumes its history")
         if self.need_reset:
             if not np.all(np.isfinite(obs)):
                 return self._publish_hold("non-finite observation at the episode start")
             self.runtime.reset(obs)
-            self.idle = {j: self.positions[j] for j in self.p["controller_joints"]
-                         if j not in self.obs_layout.joints and j in self.positions}
+            self.idle = self._idle_positions()
             self.need_reset = False
         t0 = time.perf_counter()
         command = self.runtime.step(obs)
         self.inference.append(time.perf_counter() - t0)
         self._note_hold(self.runtime.hold_reason)
         self._publish(command)
+
+    def _idle_positions(self) -> dict[str, float]:
+        """The controller joints the policy does not drive, held where they are now."""
+        return {j: self.positions[j] for j in self.p["controller_joints"]
+                if j not in self.obs_layout.joints and j in self.positions}
 
     def _publish_hold(self, reason: str) -> None:
         """Repeat the last command; before the episode's first one, send nothing (the
